@@ -1,0 +1,56 @@
+# Dockyard: `make up` deploys the local stack, `make test` runs every test.
+SHELL := /bin/bash
+.ONESHELL:
+.SHELLFLAGS := -euo pipefail -c
+
+PYTHON ?= python3
+VENV := .venv
+STACK ?= local
+export DOCKYARD_CACHE ?= $(HOME)/.cache/dockyard
+# Local file backend and a generated passphrase: no Pulumi Cloud account needed.
+export PULUMI_BACKEND_URL ?= file://$(DOCKYARD_CACHE)/state
+export PULUMI_CONFIG_PASSPHRASE_FILE ?= $(DOCKYARD_CACHE)/passphrase
+export PULUMI_SKIP_UPDATE_CHECK := 1
+export PULUMI_DIY_BACKEND_NO_LEGACY_WARNING := 1
+
+.PHONY: up destroy preview test lint typecheck validate setup system-deps venv clean-venv
+
+## up: set everything up and deploy the `local` stack (a QEMU VM with two instances)
+up: setup
+	scripts/pulumi-stack.sh up $(STACK)
+
+## preview / destroy: the same for `pulumi preview` / `pulumi destroy`
+preview: setup
+	scripts/pulumi-stack.sh preview $(STACK)
+
+destroy: setup
+	scripts/pulumi-stack.sh destroy $(STACK)
+
+## test: lint, type-check and run the whole test suite (what CI runs)
+test: setup lint typecheck
+	$(VENV)/bin/python -m pytest
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+validate: venv
+	for f in stacks/Pulumi.*.yaml; do $(VENV)/bin/python -m dockyard_resources validate "$$f"; done
+
+setup: system-deps venv
+
+system-deps:
+	scripts/system-deps.sh
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r requirements-dev.txt
+	touch $@
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""Local QEMU VMs: Debian image builder, runner and the `LocalVm` dynamic resource."""

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Prints the directory holding a `pulumi` CLI usable with the Python SDK, building it
+# from Go modules when none is on PATH (the machines cannot download Pulumi's release
+# binaries, but reach the Go module proxy). Usage:
+#   PATH="$(scripts/pulumi-cli.sh):$PATH"
+# Build output goes to a log file; only the bin dir is printed on stdout.
+# See docs/pulumi-cli.md for the version situation and timings.
+set -euo pipefail
+
+# The Go proxy does not serve pkg/v3@v3.272.0 (the Python SDK pin), so the CLI is the
+# nearest newer release it serves. The Python SDK helper scripts come from the sdk
+# module at the SDK's own version, so they match the installed `pulumi` wheel.
+PULUMI_CLI_VERSION="${PULUMI_CLI_VERSION:-3.274.1}"
+PULUMI_SDK_SCRIPTS_VERSION="${PULUMI_SDK_SCRIPTS_VERSION:-3.272.0}"
+# Fork that pkg/go.mod substitutes for atotto/clipboard (non-local replace to copy).
+CLIPBOARD_REPLACE="github.com/tgummerer/clipboard@v0.0.0-20241001131231-d02d263e614e"
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+LANGHOST_SRC="$SCRIPT_DIR/pulumi-cli/language-python"
+
+log() { printf 'pulumi-cli: %s\n' "$*" >&2; }
+
+if [[ -z "${PULUMI_CLI_FORCE_BUILD:-}" ]] && command -v pulumi >/dev/null 2>&1; then
+    dirname "$(command -v pulumi)"
+    exit 0
+fi
+
+CACHE_ROOT="${DOCKYARD_CACHE:-$HOME/.cache/dockyard}/pulumi-cli"
+# The language host source is ours, so its content is part of the cache key.
+LANGHOST_HASH="$(cat "$LANGHOST_SRC"/go.mod "$LANGHOST_SRC"/*.go | sha256sum | cut -c1-12)"
+VERSION_KEY="${PULUMI_CLI_VERSION}-sdk${PULUMI_SDK_SCRIPTS_VERSION}-host${LANGHOST_HASH}"
+FINAL_DIR="$CACHE_ROOT/$VERSION_KEY"
+STAMP="$FINAL_DIR/.complete"
+
+if [[ -f "$STAMP" && -x "$FINAL_DIR/bin/pulumi" ]]; then
+    echo "$FINAL_DIR/bin"
+    exit 0
+fi
+
+command -v go >/dev/null 2>&1 || {
+    log "go is not on PATH; install Go >= 1.26 (the CLI is built from source)"
+    exit 1
+}
+
+mkdir -p "$CACHE_ROOT"
+# One builder at a time; a second caller waits, then finds the stamp.
+exec 9>"$CACHE_ROOT/.lock"
+flock 9
+if [[ -f "$STAMP" && -x "$FINAL_DIR/bin/pulumi" ]]; then
+    echo "$FINAL_DIR/bin"
+    exit 0
+fi
+
+WORK_DIR="$(mktemp -d "$CACHE_ROOT/.build-$VERSION_KEY.XXXXXX")"
+LOG_FILE="$CACHE_ROOT/build-$VERSION_KEY.log"
+cleanup() { rm -rf "$WORK_DIR"; }
+trap cleanup EXIT
+
+fail() {
+    log "build failed: $*"
+    log "last lines of $LOG_FILE:"
+    tail -n 40 "$LOG_FILE" >&2 || true
+    exit 1
+}
+
+export GOFLAGS="-mod=mod"
+export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
+export CGO_ENABLED=0
+VERSION_LDFLAG="-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_CLI_VERSION"
+LDFLAGS="-s -w $VERSION_LDFLAG"
+STAGE_BIN="$WORK_DIR/out/bin"
+mkdir -p "$STAGE_BIN"
+: >"$LOG_FILE"
+start_s=$SECONDS
+log "building Pulumi CLI v$PULUMI_CLI_VERSION into $FINAL_DIR (log: $LOG_FILE)"
+
+# Wrapper module: pkg/go.mod's replace directives apply only inside pkg, so the
+# non-local one is copied here; its local `sdk/v3 => ../sdk` is replaced by the
+# published sdk module of the same version (a plain requirement).
+build_cli() {
+    local mod="$WORK_DIR/cli"
+    mkdir -p "$mod"
+    cd "$mod"
+    go mod init dockyard.local/pulumi-cli-build
+    go mod edit -replace "github.com/atotto/clipboard=$CLIPBOARD_REPLACE"
+    go get "github.com/pulumi/pulumi/pkg/v3@v$PULUMI_CLI_VERSION" \
+        "github.com/pulumi/pulumi/sdk/v3@v$PULUMI_CLI_VERSION"
+    go build -trimpath -ldflags "$LDFLAGS" -o "$STAGE_BIN/pulumi" \
+        github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
+}
+
+# The upstream language host module is not served by the proxy; ours lives in the
+# repo and is built against the same sdk version as the CLI.
+build_language_host() {
+    local mod="$WORK_DIR/langhost"
+    cp -r "$LANGHOST_SRC" "$mod"
+    cd "$mod"
+    go mod edit -require "github.com/pulumi/pulumi/sdk/v3@v$PULUMI_CLI_VERSION"
+    go mod tidy
+    go build -trimpath -ldflags "$LDFLAGS" -o "$STAGE_BIN/pulumi-language-python" .
+}
+
+# The two helper scripts ship in the sdk module under python/.
+copy_python_scripts() {
+    local dir
+    dir="$(go mod download -json "github.com/pulumi/pulumi/sdk/v3@v$PULUMI_SDK_SCRIPTS_VERSION" |
+        sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+    [[ -n "$dir" ]] || return 1
+    install -m 0755 "$dir/python/cmd/pulumi-language-python-exec" "$STAGE_BIN/"
+    install -m 0755 "$dir/python/dist/pulumi-resource-pulumi-python" "$STAGE_BIN/"
+}
+
+(build_cli) >>"$LOG_FILE" 2>&1 || fail "pulumi CLI"
+(build_language_host) >>"$LOG_FILE" 2>&1 || fail "pulumi-language-python"
+(cd "$WORK_DIR" && copy_python_scripts) >>"$LOG_FILE" 2>&1 || fail "python helper scripts"
+
+"$STAGE_BIN/pulumi" version >>"$LOG_FILE" 2>&1 || fail "built pulumi does not run"
+elapsed=$((SECONDS - start_s))
+printf 'built in %ss\n' "$elapsed" >"$WORK_DIR/out/.complete"
+
+# Atomic publish: a half-built tree never appears under FINAL_DIR.
+rm -rf "$FINAL_DIR"
+mv "$WORK_DIR/out" "$FINAL_DIR"
+log "built in ${elapsed}s"
+echo "$FINAL_DIR/bin"

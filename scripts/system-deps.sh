@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Install the Debian packages Dockyard and its tests need on the machine
+# running Pulumi, when they are missing. Re-running is cheap: it only checks.
+set -euo pipefail
+
+packages=(
+  qemu-system-x86   # the local test / demo VM
+  qemu-utils        # qemu-img overlays
+  ipxe-qemu         # virtio-net option ROM qemu loads at start
+  debootstrap       # builds the Debian VM image
+  e2fsprogs         # mkfs.ext4 -d: image without loop mounts
+  openssh-server    # the real sshd the transport tests start
+  openssh-client    # ssh-keygen for host and client keys
+  dpkg-dev          # dpkg-deb to build the sysbox stand-in package
+  curl
+)
+
+missing=()
+for pkg in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+  [ "$status" = "install ok installed" ] || missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+  if sudo -n true 2>/dev/null; then
+    SUDO=(sudo -n)
+  else
+    echo "Dockyard needs these Debian packages: ${missing[*]}" >&2
+    echo "Install them with: sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+echo "installing Debian packages: ${missing[*]}" >&2
+"${SUDO[@]}" apt-get update -q >/dev/null
+DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+echo "installed: ${missing[*]}" >&2
