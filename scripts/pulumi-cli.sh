@@ -95,8 +95,7 @@ build_language_host() {
     local mod="$WORK_DIR/langhost"
     cp -r "$LANGHOST_SRC" "$mod"
     cd "$mod"
-    go mod edit -require "github.com/pulumi/pulumi/sdk/v3@v$PULUMI_CLI_VERSION"
-    go mod tidy
+    go get "github.com/pulumi/pulumi/sdk/v3@v$PULUMI_CLI_VERSION"
     go build -trimpath -ldflags "$LDFLAGS" -o "$STAGE_BIN/pulumi-language-python" .
 }
 

@@ -13,6 +13,7 @@ packages=(
   openssh-client    # ssh-keygen for host and client keys
   dpkg-dev          # dpkg-deb to build the sysbox stand-in package
   curl
+  sudo              # the transport tests log in as a sudo user
 )
 
 missing=()

@@ -40,16 +40,18 @@ DOCKER_VERSIONS: Final[dict[str, dict[Arch, KnownArtifact]]] = {
     },
 }
 
+_NESTYBOX_RELEASES = "https://downloads.nestybox.com/sysbox/releases"
+
 SYSBOX_VERSIONS: Final[dict[str, dict[Arch, KnownArtifact]]] = {
     "0.6.7": {
         # From sysbox's official install guide.
         "x86_64": KnownArtifact(
-            url="https://downloads.nestybox.com/sysbox/releases/v0.6.7/sysbox-ce_0.6.7-0.linux_amd64.deb",
+            url=f"{_NESTYBOX_RELEASES}/v0.6.7/sysbox-ce_0.6.7-0.linux_amd64.deb",
             sha256="b7ac389e5a19592cadf16e0ca30e40919516128f6e1b7f99e1cb4ff64554172e",
         ),
         # Unconfirmed: taken from a third-party document.
         "aarch64": KnownArtifact(
-            url="https://downloads.nestybox.com/sysbox/releases/v0.6.7/sysbox-ce_0.6.7-0.linux_arm64.deb",
+            url=f"{_NESTYBOX_RELEASES}/v0.6.7/sysbox-ce_0.6.7-0.linux_arm64.deb",
             sha256="16d80123ba53058cf90f5a68686e297621ea97942602682e34b3352783908f91",
         ),
     },

@@ -17,11 +17,7 @@ systemctl mask systemd-firstboot.service
 # openssh-server's postinst generated host keys: they must not be shared.
 rm -f /etc/ssh/ssh_host_*
 
-cat > /etc/fstab <<'FSTAB'
-/dev/vda / ext4 rw,errors=remount-ro 0 1
-LABEL=dyseed /mnt/dyseed ext4 ro,nofail,x-systemd.device-timeout=30s 0 0
-FSTAB
-mkdir -p /mnt/dyseed
+echo '/dev/vda / ext4 rw,errors=remount-ro 0 1' > /etc/fstab
 
 mkdir -p /etc/systemd/network
 cat > /etc/systemd/network/20-eth0.network <<'NET'
@@ -47,34 +43,51 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 PermitRootLogin prohibit-password
 UseDNS no
+# Only the key the runner pinned (generating RSA keys under TCG takes a minute).
+HostKey /etc/ssh/ssh_host_ed25519_key
 SSHD
 
 cat > /usr/local/sbin/dockyard-seed <<'SEED'
 #!/bin/sh
-# Installs this VM's identity from the seed disk made by the runner on the
-# machine running Pulumi: SSH host keys (pinned there before first connect),
-# authorized keys, hostname. Then grows the root fs to the overlay's size.
+# Installs this VM's identity from the seed disk (ext4 labelled dyseed) made by
+# the runner on the machine running Pulumi: the SSH host key (pinned there
+# before the first connection), authorized keys, hostname. Then grows the root
+# fs to the overlay's size. Runs on every boot; every step is idempotent.
 set -eu
-seed=/mnt/dyseed
-if [ -d "$seed/ssh" ]; then
-    for key in "$seed"/ssh/ssh_host_*_key; do
-        install -m 0600 -o root -g root "$key" /etc/ssh/
-        install -m 0644 -o root -g root "$key.pub" /etc/ssh/
-    done
+dev=""
+# blkid probes the disks itself: no wait for udev's by-label links.
+for _ in $(seq 1 60); do
+    dev=$(blkid -L dyseed 2>/dev/null || true)
+    [ -n "$dev" ] && break
+    sleep 1
+done
+if [ -n "$dev" ]; then
+    seed=$(mktemp -d /run/dyseed.XXXXXX)
+    mount -o ro "$dev" "$seed"
+    if [ -f "$seed/ssh/ssh_host_ed25519_key" ]; then
+        install -m 0600 -o root -g root "$seed/ssh/ssh_host_ed25519_key" /etc/ssh/
+        install -m 0644 -o root -g root "$seed/ssh/ssh_host_ed25519_key.pub" /etc/ssh/
+    fi
+    if [ -f "$seed/authorized_keys" ]; then
+        install -d -m 0700 /root/.ssh
+        install -m 0600 "$seed/authorized_keys" /root/.ssh/authorized_keys
+        install -d -m 0700 -o dockyard -g dockyard /home/dockyard/.ssh
+        install -m 0600 -o dockyard -g dockyard "$seed/authorized_keys" \
+            /home/dockyard/.ssh/authorized_keys
+    fi
+    if [ -f "$seed/hostname" ]; then
+        cp "$seed/hostname" /etc/hostname
+        hostname "$(cat /etc/hostname)"
+    fi
+    umount "$seed"
+    rmdir "$seed"
+else
+    echo "dockyard-seed: no seed disk (label dyseed) found" >&2
 fi
-if [ -f "$seed/authorized_keys" ]; then
-    install -d -m 0700 /root/.ssh
-    install -m 0600 "$seed/authorized_keys" /root/.ssh/authorized_keys
-    install -d -m 0700 -o dockyard -g dockyard /home/dockyard/.ssh
-    install -m 0600 -o dockyard -g dockyard "$seed/authorized_keys" \
-        /home/dockyard/.ssh/authorized_keys
+# Without a seed disk the VM still gets its own (unpinned) host key.
+if [ ! -f /etc/ssh/ssh_host_ed25519_key ]; then
+    ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key
 fi
-if [ -f "$seed/hostname" ]; then
-    cp "$seed/hostname" /etc/hostname
-    hostname "$(cat /etc/hostname)"
-fi
-# Without a seed disk the VM still gets its own (unpinned) host keys.
-ssh-keygen -A
 resize2fs /dev/vda || echo "dockyard-seed: resize2fs failed" >&2
 SEED
 chmod 0755 /usr/local/sbin/dockyard-seed
@@ -82,8 +95,7 @@ chmod 0755 /usr/local/sbin/dockyard-seed
 cat > /etc/systemd/system/dockyard-seed.service <<'UNIT'
 [Unit]
 Description=Dockyard per-VM identity (host keys, authorized keys, hostname, disk size)
-Wants=mnt-dyseed.mount
-After=mnt-dyseed.mount local-fs.target
+After=local-fs.target
 Before=ssh.service
 
 [Service]

@@ -7,12 +7,14 @@ bootloader. Nothing per-VM lives in it (see guest_config.sh).
 
 from __future__ import annotations
 
+import argparse
 import fcntl
 import hashlib
 import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -124,6 +126,14 @@ def ensure_image(suite: str = DEFAULT_SUITE, *, log: bool = True) -> BaseImage:
         return _load(final, suite, built=True)
 
 
+def cached_image(key: str) -> BaseImage:
+    """The already built image `key` (a VM's overlay stays tied to the image it was made on)."""
+    directory = images_dir() / key
+    if not _complete(directory):
+        raise ImageBuildError(f"image {key} is not in {images_dir()}: its VM must be recreated")
+    return _load(directory, key.split("-", 1)[0], built=False)
+
+
 def _check_suite(suite: str) -> None:
     if suite not in SUPPORTED_SUITES:
         raise ValueError(f"suite {suite!r} is not supported; use one of {SUPPORTED_SUITES}")
@@ -161,7 +171,7 @@ def _load(directory: Path, suite: str, *, built: bool) -> BaseImage:
 
 def _run(step: str, argv: list[str], *, log: bool) -> str:
     if log:
-        print(f"[dockyard image] {step}: {' '.join(argv[:6])}{' ...' if len(argv) > 6 else ''}")
+        print(f"[dockyard image] {step}: {' '.join(argv[:6])} ...", file=sys.stderr)
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-30:])
@@ -216,8 +226,17 @@ def _build(suite: str, key: str, final: Path, *, log: bool) -> None:
         (rootfs / "var" / "lib" / "apt" / "lists" / "partial").mkdir(parents=True)
         _run(
             "mkfs.ext4",
-            ["mkfs.ext4", "-q", "-F", "-L", "dyroot", "-d", str(rootfs), str(work / "base.raw"),
-             IMAGE_SIZE],
+            [
+                "mkfs.ext4",
+                "-q",
+                "-F",
+                "-L",
+                "dyroot",
+                "-d",
+                str(rootfs),
+                str(work / "base.raw"),
+                IMAGE_SIZE,
+            ],
             log=log,
         )
         shutil.rmtree(rootfs)
@@ -234,7 +253,9 @@ def _build(suite: str, key: str, final: Path, *, log: bool) -> None:
         (work / "build.json").write_text(json.dumps(manifest, indent=2) + "\n")
         os.rename(work, final)
         if log:
-            print(f"[dockyard image] built {final} in {manifest['buildSeconds']} s")
+            print(
+                f"[dockyard image] built {final} in {manifest['buildSeconds']} s", file=sys.stderr
+            )
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -259,8 +280,6 @@ def _extract_boot_files(rootfs: Path, work: Path) -> None:
 
 
 def main() -> None:
-    import argparse
-
     parser = argparse.ArgumentParser(description="Build (or find) the cached Dockyard VM image.")
     parser.add_argument("--suite", default=DEFAULT_SUITE, choices=SUPPORTED_SUITES)
     args = parser.parse_args()

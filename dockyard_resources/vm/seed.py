@@ -15,9 +15,7 @@ from dockyard_resources.vm.keys import KeyPair
 SEED_LABEL = "dyseed"
 
 
-def write_seed_disk(
-    target: Path, *, host_key: KeyPair, authorized_key: str, hostname: str
-) -> None:
+def write_seed_disk(target: Path, *, host_key: KeyPair, authorized_key: str, hostname: str) -> None:
     with tempfile.TemporaryDirectory(prefix="dyseed-", dir=target.parent) as tmp:
         content = Path(tmp) / "content"
         ssh = content / "ssh"

@@ -1,0 +1,73 @@
+"""SSH keys of cloud hosts: the stack's login key pair and each server's host key.
+
+Both are `tls.PrivateKey` resources, so they are generated once, kept in the stack state
+(private halves as secrets) and stay the same on every later run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_tls as tls
+from cryptography.hazmat.primitives import serialization
+
+# One login key pair per stack, shared by all its cloud hosts.
+STACK_LOGIN_KEY_NAME = "dockyard-ssh-key"
+
+
+@dataclass(frozen=True)
+class LoginKey:
+    """The key Dockyard logs in with: private half secret, public half an OpenSSH line."""
+
+    private_key: pulumi.Output[str]
+    public_key: pulumi.Output[str]
+
+
+@dataclass(frozen=True)
+class HostKey:
+    """A server's ed25519 host key, generated before the server exists."""
+
+    private_key: pulumi.Output[str]
+    public_key: pulumi.Output[str]
+    fingerprint: pulumi.Output[str]
+
+
+def public_key_line(private_key: str) -> str:
+    """The OpenSSH public key line of an unencrypted OpenSSH or PEM private key."""
+    data = private_key.strip().encode() + b"\n"
+    if b"BEGIN OPENSSH PRIVATE KEY" in data:
+        key = serialization.load_ssh_private_key(data, password=None)
+    else:
+        key = serialization.load_pem_private_key(data, password=None)  # type: ignore[assignment]
+    public = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    return public.decode()
+
+
+def stack_login_key(configured: pulumi.Output[str] | None) -> LoginKey:
+    """The configured `dockyard:sshPrivateKey`, else a key pair generated for the stack."""
+    if configured is not None:
+        private: pulumi.Output[str] = pulumi.Output.secret(configured)
+        # A public key reveals nothing: keep it readable in previews and cloud-init diffs.
+        public = pulumi.Output.unsecret(private.apply(public_key_line))
+        return LoginKey(private_key=private, public_key=public)
+    generated = tls.PrivateKey(STACK_LOGIN_KEY_NAME, algorithm="ED25519")
+    return LoginKey(
+        private_key=pulumi.Output.secret(generated.private_key_openssh),
+        public_key=generated.public_key_openssh.apply(str.strip),
+    )
+
+
+def server_host_key(host_name: str, parent: pulumi.Resource) -> HostKey:
+    key = tls.PrivateKey(
+        f"{host_name}-host-key",
+        algorithm="ED25519",
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+    return HostKey(
+        private_key=pulumi.Output.secret(key.private_key_openssh),
+        public_key=key.public_key_openssh.apply(str.strip),
+        fingerprint=key.public_key_fingerprint_sha256,
+    )

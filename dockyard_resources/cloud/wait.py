@@ -1,0 +1,49 @@
+"""Wait for cloud-init to finish on a fresh cloud server before Dockyard touches it.
+
+Until cloud-init is done, sshd may refuse, the login key may not be installed yet and
+apt/dpkg locks may be held. `cloud-init status --wait` exits 0 when done, 2 when done with
+recoverable errors and 1 on a fatal error: only 1 fails the wait.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import pulumi
+from pulumi_command import remote
+
+WAIT_COMMAND: Final = "cloud-init status --wait >/dev/null || [ $? -ne 1 ]"
+
+# pulumi-command retries the SSH dial (refused, timeouts, auth not yet possible) this many
+# times, each attempt bounded: about ten minutes for a booting server.
+DIAL_ERROR_LIMIT: Final = 40
+PER_DIAL_TIMEOUT_S: Final = 15
+
+
+def wait_for_cloud_init(
+    name: str,
+    *,
+    host: pulumi.Input[str],
+    user: str,
+    private_key: pulumi.Output[str],
+    host_key: pulumi.Input[str],
+    server_id: pulumi.Input[str],
+    parent: pulumi.Resource,
+) -> remote.Command:
+    """A command that connects with the pinned host key and returns once cloud-init is done."""
+    return remote.Command(
+        name,
+        connection=remote.ConnectionArgs(
+            host=host,
+            port=22,
+            user=user,
+            private_key=private_key,
+            host_key=host_key,
+            dial_error_limit=DIAL_ERROR_LIMIT,
+            per_dial_timeout=PER_DIAL_TIMEOUT_S,
+        ),
+        create=WAIT_COMMAND,
+        # A replaced server must be waited for again.
+        triggers=[server_id],
+        opts=pulumi.ResourceOptions(parent=parent),
+    )

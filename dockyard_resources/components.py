@@ -1,0 +1,119 @@
+"""`dockyard:index:Host`: one host's resources grouped so a preview reads as a tree.
+
+Inside a host the order is provision -> SysboxHost -> DockyardInstances: the SysboxHost
+depends on the provisioned machine, every instance on the SysboxHost, and the instances
+of a host do not depend on each other, so Pulumi creates them in parallel and destroys
+everything in reverse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final
+
+import pulumi
+
+from dockyard_resources.cloud.keys import LoginKey
+from dockyard_resources.config.spec import HostSpec, InstanceSpec
+from dockyard_resources.providers.instance import DockyardInstance
+from dockyard_resources.providers.sysbox_host import SysboxHost
+from dockyard_resources.provisioning import ProvisionedHost, output_of, provision_host
+
+HOST_TYPE: Final = "dockyard:index:Host"
+
+# SysboxHost outputs copied into the `hosts.<name>` stack output.
+HOST_OUTPUT_KEYS: Final = (
+    "distro",
+    "kernel",
+    "arch",
+    "dockerVersion",
+    "sysboxVersion",
+    "hostKey",
+    "hostKeyFingerprint",
+)
+# DockyardInstance outputs copied into `hosts.<name>.instances.<prefix>`.
+INSTANCE_OUTPUT_KEYS: Final = (
+    "dockerHost",
+    "socketPath",
+    "group",
+    "serviceName",
+    "bridgeName",
+    "networks",
+    "sshForward",
+)
+
+
+def instance_resource_name(host_name: str, prefix: str) -> str:
+    # The prefix keeps its "_": host names never contain one, so no clash with "-sysbox".
+    return f"{host_name}-{prefix}"
+
+
+class DockyardHost(pulumi.ComponentResource):
+    """A host, the Docker + sysbox install on it, and its instances."""
+
+    provisioned: ProvisionedHost
+    sysbox: SysboxHost
+    instances: dict[str, DockyardInstance]
+    outputs: dict[str, Any]
+
+    def __init__(
+        self,
+        spec: HostSpec,
+        *,
+        ssh_private_key: pulumi.Output[str] | None,
+        login_key: Callable[[], LoginKey],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(HOST_TYPE, spec.name, None, opts)
+        self.provisioned = provision_host(
+            spec, self, ssh_private_key=ssh_private_key, login_key=login_key
+        )
+        self.sysbox = SysboxHost(
+            f"{spec.name}-sysbox",
+            connection=self.provisioned.connection,
+            host_name=spec.name,
+            docker=spec.artifact_props("docker"),
+            sysbox=spec.artifact_props("sysbox"),
+            artifacts_mode=spec.artifacts,
+            allow_sysbox_restart=spec.allow_sysbox_restart,
+            # SysboxHost itself keeps its `connection` output secret.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self.provisioned.ready),
+        )
+        self.instances = {
+            instance.prefix: self._instance(spec.name, instance) for instance in spec.instances
+        }
+        self.outputs = self._outputs(spec)
+        self.register_outputs({"address": self.provisioned.address})
+
+    def _instance(self, host_name: str, instance: InstanceSpec) -> DockyardInstance:
+        # The SysboxHost has seen (or enforced) the host key: instances connect pinned.
+        connection = {**self.provisioned.connection, "hostKey": self.sysbox.hostKey}
+        return DockyardInstance(
+            instance_resource_name(host_name, instance.prefix),
+            {
+                "connection": connection,
+                "hostName": host_name,
+                "dockerDir": self.sysbox.dockerDir,
+                "sysboxDir": self.sysbox.sysboxDir,
+                **instance.props(),
+            },
+            pulumi.ResourceOptions(parent=self, depends_on=[self.sysbox]),
+        )
+
+    def _outputs(self, spec: HostSpec) -> dict[str, Any]:
+        """`hosts.<name>` of the stack outputs (documented in docs/stacks.md)."""
+        host: dict[str, Any] = {
+            "provision": spec.provision.kind,
+            "address": self.provisioned.address,
+            "port": self.provisioned.port,
+            "user": self.provisioned.user,
+        }
+        host.update({key: output_of(self.sysbox, key) for key in HOST_OUTPUT_KEYS})
+        host["instances"] = {
+            prefix: {
+                "root": next(i.root for i in spec.instances if i.prefix == prefix),
+                **{key: output_of(resource, key) for key in INSTANCE_OUTPUT_KEYS},
+            }
+            for prefix, resource in self.instances.items()
+        }
+        return host

@@ -1,0 +1,154 @@
+"""Pydantic models of `dockyard:hosts` as written in a stack file (camelCase keys).
+
+They check each value on its own; checks across values (overlapping networks, duplicate
+prefixes, known versions) and network allocation happen in `validate.py`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+from dockyard_resources.config import values
+
+PROVISION_KINDS: Final = ("existing", "qemu", "hcloud", "aws")
+ArtifactsMode = Literal["download", "upload"]
+
+HostName = Annotated[str, BeforeValidator(values.host_name)]
+Address = Annotated[str, BeforeValidator(values.address)]
+UserName = Annotated[str, BeforeValidator(values.user_name)]
+HostKey = Annotated[str, BeforeValidator(values.host_key)]
+SshCidr = Annotated[str, BeforeValidator(values.ssh_cidr)]
+Version = Annotated[str, BeforeValidator(values.version)]
+Sha256 = Annotated[str, BeforeValidator(values.sha256_hex)]
+Prefix = Annotated[str, BeforeValidator(values.prefix)]
+RootDir = Annotated[str, BeforeValidator(values.root_dir)]
+BridgeInterface = Annotated[ipaddress.IPv4Interface, BeforeValidator(values.bridge_interface)]
+FixedNetwork = Annotated[
+    ipaddress.IPv4Network, BeforeValidator(lambda v: values.private_network(v, "172.22.147.0/24"))
+]
+PoolNetwork = Annotated[
+    ipaddress.IPv4Network, BeforeValidator(lambda v: values.private_network(v, "172.28.0.0/16"))
+]
+PoolSize = Annotated[int, BeforeValidator(values.pool_size)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, validate_by_name=True, frozen=True
+    )
+
+
+def _non_empty_cidrs(cidrs: tuple[str, ...]) -> tuple[str, ...]:
+    if not cidrs:
+        raise ValueError("is empty, which would lock SSH out; list the ranges allowed to connect")
+    return cidrs
+
+
+class ExistingProvision(_Model):
+    """A machine that already exists and answers SSH."""
+
+    kind: Literal["existing"]
+    address: Address
+    port: int = Field(default=22, ge=1, le=65535)
+    user: UserName = "root"
+    host_key: HostKey | None = None
+
+    def connection_props(self) -> dict[str, Any]:
+        """The non-secret part of the `connection` input of host resources."""
+        props: dict[str, Any] = {"host": self.address, "port": self.port, "user": self.user}
+        if self.host_key is not None:
+            props["hostKey"] = self.host_key
+        return props
+
+
+class QemuProvision(_Model):
+    """A local QEMU VM booted from a Debian image built on the machine running Pulumi."""
+
+    kind: Literal["qemu"]
+    memory_mb: int = Field(default=4096, ge=1024, le=1048576)
+    cpus: int = Field(default=2, ge=1, le=256)
+    disk_gb: int = Field(default=20, ge=8, le=4096)
+    suite: Literal["trixie", "bookworm"] = "trixie"
+
+
+class HcloudProvision(_Model):
+    """A Hetzner Cloud server."""
+
+    kind: Literal["hcloud"]
+    server_type: str = Field(default="cx22", min_length=1)
+    location: str = Field(default="fsn1", min_length=1)
+    image: str = Field(default="ubuntu-24.04", min_length=1)
+    allowed_ssh_cidrs: tuple[SshCidr, ...] = ("0.0.0.0/0",)
+
+    @field_validator("allowed_ssh_cidrs", mode="after")
+    @classmethod
+    def _some_cidrs(cls, cidrs: tuple[str, ...]) -> tuple[str, ...]:
+        return _non_empty_cidrs(cidrs)
+
+
+class AwsProvision(_Model):
+    """An AWS EC2 instance."""
+
+    kind: Literal["aws"]
+    region: Annotated[str, BeforeValidator(values.aws_region)]
+    instance_type: str = Field(default="t3.medium", min_length=1)
+    subnet_id: Annotated[str, BeforeValidator(values.aws_subnet_id)] | None = None
+    allowed_ssh_cidrs: tuple[SshCidr, ...] = ("0.0.0.0/0",)
+    disk_gb: int = Field(default=20, ge=8, le=16384)
+
+    @field_validator("allowed_ssh_cidrs", mode="after")
+    @classmethod
+    def _some_cidrs(cls, cidrs: tuple[str, ...]) -> tuple[str, ...]:
+        return _non_empty_cidrs(cidrs)
+
+
+Provision = Annotated[
+    ExistingProvision | QemuProvision | HcloudProvision | AwsProvision,
+    Field(discriminator="kind"),
+]
+
+
+class ArtifactConfig(_Model):
+    """Which Docker or sysbox build to install, with optional mirror and checksum overrides."""
+
+    version: Version | None = None
+    url: str | None = Field(default=None, min_length=1)
+    sha256: Sha256 | None = None
+    sha256_file: str | None = Field(default=None, min_length=1)
+
+
+class InstanceConfig(_Model):
+    """One isolated dockerd (with its own containerd, bridge and address pool) on a host."""
+
+    prefix: Prefix
+    root: RootDir
+    bridge_cidr: BridgeInterface | None = None
+    fixed_cidr: FixedNetwork | None = None
+    pool_base: PoolNetwork | None = None
+    pool_size: PoolSize | None = None
+    members: tuple[UserName, ...] = ()
+
+    @field_validator("members", mode="after")
+    @classmethod
+    def _unique_members(cls, members: tuple[str, ...]) -> tuple[str, ...]:
+        duplicates = sorted({m for m in members if members.count(m) > 1})
+        if duplicates:
+            raise ValueError(f"lists {', '.join(duplicates)} more than once; list each user once")
+        return members
+
+
+class HostConfig(_Model):
+    """One machine. `instances` are validated one by one (see `validate.py`) so that every
+    instance's errors are reported even when a sibling is broken."""
+
+    name: HostName
+    provision: Provision
+    docker: ArtifactConfig = ArtifactConfig()
+    sysbox: ArtifactConfig = ArtifactConfig()
+    artifacts: ArtifactsMode = "download"
+    allow_sysbox_restart: bool = False
+    instances: list[Any] = []

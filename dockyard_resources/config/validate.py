@@ -1,0 +1,293 @@
+"""Validate `dockyard:hosts` as a whole and resolve it into `HostSpec`s.
+
+Every problem is collected (structure, per-value, cross-instance, artifacts) and raised at once
+in a `ConfigError`, each line starting with the key path, e.g. `hosts[0].instances[1].root`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Union
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from dockyard_resources.config.artifacts import resolve_artifact
+from dockyard_resources.config.errors import ConfigError
+from dockyard_resources.config.models import (
+    PROVISION_KINDS,
+    ArtifactConfig,
+    ArtifactsMode,
+    HostConfig,
+    InstanceConfig,
+)
+from dockyard_resources.config.networks import plan_host_networks
+from dockyard_resources.config.spec import HostSpec, InstanceSpec, ResolvedArtifact
+from dockyard_resources.config.versions import ARTIFACT_KINDS
+
+# Extra words for a missing key, where "required" alone does not say what to write.
+_MISSING_HINTS = {
+    "name": "give the host a name such as build-1",
+    "provision": "say how the host is provisioned, e.g. {kind: existing, address: 203.0.113.10}",
+    "address": "give the machine's IP address or DNS name",
+    "region": "give the AWS region, e.g. eu-central-1",
+    "prefix": "give the instance a prefix such as dy1_",
+    "root": "give the instance a root directory such as /dy1",
+}
+
+
+def _unwrap(annotation: Any) -> list[type[BaseModel]]:
+    """The models an annotation may hold (through Annotated, Optional, unions, lists)."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (Union, types.UnionType, list, tuple):
+        return [m for arg in typing.get_args(annotation) for m in _unwrap(arg)]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return []
+
+
+def _model_at(root: type[BaseModel], loc: Sequence[int | str]) -> type[BaseModel] | None:
+    """The model that validated the mapping at `loc` (union tags in `loc` pick the member)."""
+    candidates: list[type[BaseModel]] = [root]
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        by_tag = [m for m in candidates if part in _kind_tags(m)]
+        if by_tag:
+            candidates = by_tag
+            continue
+        nxt: list[type[BaseModel]] = []
+        for model in candidates:
+            for field in model.model_fields.values():
+                if field.alias == part:
+                    nxt.extend(_unwrap(field.annotation))
+        candidates = nxt
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def _kind_tags(model: type[BaseModel]) -> tuple[Any, ...]:
+    field = model.model_fields.get("kind")
+    return typing.get_args(field.annotation) if field is not None else ()
+
+
+def _format_loc(prefix: str, loc: Sequence[int | str]) -> str:
+    path = prefix
+    previous: int | str | None = None
+    for part in loc:
+        # Pydantic puts the discriminator value of `provision` in the path; users never write it.
+        if previous == "provision" and part in PROVISION_KINDS:
+            continue
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+        previous = part
+    return path
+
+
+_KINDS_TEXT = ", ".join(PROVISION_KINDS)
+# Messages for pydantic error types whose default wording names no fix.
+_TEMPLATES = {
+    "union_tag_not_found": "missing 'kind'; set kind to one of " + _KINDS_TEXT,
+    "union_tag_invalid": "kind {tag!r} is unknown; use one of " + _KINDS_TEXT,
+    "model_type": "must be a mapping of keys (got {value!r})",
+    "model_attributes_type": "must be a mapping of keys (got {value!r})",
+    "dict_type": "must be a mapping of keys (got {value!r})",
+    "list_type": "must be a list (got {value!r})",
+    "tuple_type": "must be a list (got {value!r})",
+}
+
+
+def _unknown_key(root: type[BaseModel], loc: Sequence[int | str]) -> str:
+    model = _model_at(root, loc[:-1])
+    allowed = [f.alias or name for name, f in model.model_fields.items()] if model else []
+    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+    fix = f"did you mean {close[0]!r}?" if close else "remove it"
+    known = f" (known keys here: {', '.join(allowed)})" if allowed else ""
+    return f"unknown key; {fix}{known}"
+
+
+def _message(error: ErrorDetails, root: type[BaseModel]) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "value_error" and "error" in ctx:
+        return str(ctx["error"])
+    if kind == "missing":
+        return f"missing; {_MISSING_HINTS.get(str(error['loc'][-1]), 'add it')}"
+    if kind == "extra_forbidden":
+        return _unknown_key(root, error["loc"])
+    template = _TEMPLATES.get(kind, error["msg"] + " (got {value!r})")
+    return template.format(tag=ctx.get("tag"), value=error.get("input"))
+
+
+def _pydantic_errors(exc: ValidationError, prefix: str, root: type[BaseModel]) -> list[str]:
+    lines = []
+    for error in exc.errors(include_url=False):
+        loc = error["loc"]
+        path = _format_loc(prefix, loc)
+        if error["type"] in ("union_tag_not_found", "union_tag_invalid"):
+            path += ".kind"
+        lines.append(f"{path}: {_message(error, root)}")
+    return lines
+
+
+def _duplicate_names(raw_hosts: list[Any]) -> list[str]:
+    errors = []
+    first_seen: dict[str, int] = {}
+    for i, raw in enumerate(raw_hosts):
+        name = raw.get("name") if isinstance(raw, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name in first_seen:
+            errors.append(
+                f"hosts[{i}].name: {name!r} is already the name of hosts[{first_seen[name]}];"
+                " host names must be unique in the stack"
+            )
+        else:
+            first_seen[name] = i
+    return errors
+
+
+def _instance_clashes(instances: Sequence[tuple[str, InstanceConfig]]) -> list[str]:
+    """Unique prefixes and roots on one host, and no root inside another."""
+    errors = []
+    for j, (path, cfg) in enumerate(instances):
+        for other_path, other in instances[:j]:
+            if cfg.prefix == other.prefix:
+                errors.append(
+                    f"{path}.prefix: {cfg.prefix!r} is already used by {other_path}; give each"
+                    " instance on a host its own prefix (e.g. dy2_)"
+                )
+            if cfg.root == other.root:
+                errors.append(
+                    f"{path}.root: {cfg.root} is already used by {other_path}; give each"
+                    " instance on a host its own root directory"
+                )
+            elif cfg.root.startswith(other.root + "/") or other.root.startswith(cfg.root + "/"):
+                inner, outer = (
+                    (cfg.root, other.root)
+                    if len(cfg.root) > len(other.root)
+                    else (other.root, cfg.root)
+                )
+                errors.append(
+                    f"{path}.root: {cfg.root} nests with {other_path}.root ({other.root}):"
+                    f" {inner} is inside {outer}; use sibling directories such as /dy1 and /dy2"
+                )
+    return errors
+
+
+def _resolve_artifacts(
+    host: HostConfig | None, raw: Any, path: str, base_dir: Path, errors: list[str]
+) -> tuple[ResolvedArtifact | None, ResolvedArtifact | None]:
+    """Resolve docker and sysbox, also when other keys of the host are broken, so that their
+    problems are reported in the same run (structural errors were reported already)."""
+    resolved: list[ResolvedArtifact | None] = []
+    mode: ArtifactsMode
+    for which in ARTIFACT_KINDS:
+        if host is not None:
+            config, mode = host.docker if which == "docker" else host.sysbox, host.artifacts
+        else:
+            raw_map = raw if isinstance(raw, dict) else {}
+            try:
+                config = ArtifactConfig.model_validate(
+                    raw_map.get(which) or {}, by_alias=True, by_name=False
+                )
+            except ValidationError:
+                resolved.append(None)
+                continue
+            # With an invalid mode, judge URLs leniently rather than report a misleading error.
+            mode = "download" if raw_map.get("artifacts", "download") == "download" else "upload"
+        artifact, problems = resolve_artifact(config, which, mode, f"{path}.{which}", base_dir)
+        errors.extend(problems)
+        resolved.append(artifact)
+    return resolved[0], resolved[1]
+
+
+def _validate_host(raw: Any, index: int, base_dir: Path) -> tuple[HostSpec | None, list[str]]:
+    path = f"hosts[{index}]"
+    errors: list[str] = []
+    host: HostConfig | None = None
+    try:
+        host = HostConfig.model_validate(raw, by_alias=True, by_name=False)
+    except ValidationError as exc:
+        errors.extend(_pydantic_errors(exc, path, HostConfig))
+
+    raw_instances = raw.get("instances") if isinstance(raw, dict) else None
+    instances: list[tuple[str, InstanceConfig]] = []
+    if isinstance(raw_instances, list):
+        for j, raw_instance in enumerate(raw_instances):
+            instance_path = f"{path}.instances[{j}]"
+            try:
+                instances.append(
+                    (
+                        instance_path,
+                        InstanceConfig.model_validate(raw_instance, by_alias=True, by_name=False),
+                    )
+                )
+            except ValidationError as exc:
+                errors.extend(_pydantic_errors(exc, instance_path, InstanceConfig))
+    errors.extend(_instance_clashes(instances))
+    networks, network_errors = plan_host_networks(instances)
+    errors.extend(network_errors)
+
+    docker, sysbox = _resolve_artifacts(host, raw, path, base_dir, errors)
+    if host is None or errors or docker is None or sysbox is None:
+        return None, errors
+
+    specs = []
+    for (instance_path, cfg), net in zip(instances, networks, strict=True):
+        if net is None:  # pragma: no cover - always paired with an error above
+            return None, errors
+        specs.append(
+            InstanceSpec(
+                path=instance_path,
+                prefix=cfg.prefix,
+                root=cfg.root,
+                bridge_cidr=net.bridge_cidr,
+                fixed_cidr=net.fixed_cidr,
+                pool_base=net.pool_base,
+                pool_size=net.pool_size,
+                members=cfg.members,
+                allocated=net.allocated,
+            )
+        )
+    spec = HostSpec(
+        path=path,
+        name=host.name,
+        provision=host.provision,
+        docker=docker,
+        sysbox=sysbox,
+        artifacts=host.artifacts,
+        allow_sysbox_restart=host.allow_sysbox_restart,
+        instances=tuple(specs),
+    )
+    return spec, []
+
+
+def validate_hosts(raw_hosts: Any, *, base_dir: Path | None = None) -> list[HostSpec]:
+    """Validate the value of `dockyard:hosts` and resolve defaults, artifacts and networks.
+
+    `base_dir` anchors relative `sha256File` paths (default: the current directory, which is
+    the project directory when Pulumi runs the program). Raises `ConfigError` listing every
+    problem.
+    """
+    where = base_dir if base_dir is not None else Path.cwd()
+    if raw_hosts is None:
+        raise ConfigError(
+            ["hosts: missing; add `dockyard:hosts:` with a list of hosts (docs/configuration.md)"]
+        )
+    if not isinstance(raw_hosts, list):
+        raise ConfigError([f"hosts: must be a list of hosts (got {type(raw_hosts).__name__})"])
+    errors = _duplicate_names(raw_hosts)
+    specs: list[HostSpec] = []
+    for index, raw in enumerate(raw_hosts):
+        spec, host_errors = _validate_host(raw, index, where)
+        errors.extend(host_errors)
+        if spec is not None:
+            specs.append(spec)
+    if errors:
+        raise ConfigError(errors)
+    return specs

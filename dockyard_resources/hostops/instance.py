@@ -1,0 +1,516 @@
+"""Install, inspect and remove one Dockyard instance on a host over SSH.
+
+Rendering lives in `render.instance`; this module decides the order of steps and which of
+them run under the host lock. Mutations of shared state (users, groups, unit files,
+daemon-reload, iptables) run under the lock; waiting for dockerd to start or stop does not,
+so instances created in parallel do not queue behind each other's slow starts.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from dockyard_resources.render import iptables
+from dockyard_resources.render.common import bash_script, quote, quote_all
+from dockyard_resources.render.instance import (
+    MARKER,
+    ROOT_MARKER,
+    SUBDIRS,
+    SYSBOX_UNIT,
+    UNIT_DIR,
+    InstanceSpec,
+    instance_files,
+)
+
+CHANGED_MARK = "DOCKYARD_CHANGED="
+_SECTION = "@@dockyard:"
+
+
+class _Result(Protocol):
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+class Runner(Protocol):
+    """The part of `transport.SshSession` used here (lets tests pass a fake)."""
+
+    def run(
+        self, script: str, *, step: str, sudo: bool = ..., timeout: float = ..., check: bool = ...
+    ) -> Any: ...
+
+
+class InstanceError(Exception):
+    """The instance cannot be created or changed as asked; the message says why."""
+
+
+# --- conflict check ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HostNetworks:
+    """What the host already uses: routes, addresses and other instances' networks."""
+
+    routes: list[dict[str, Any]]
+    addrs: list[dict[str, Any]]
+    own_devices: frozenset[str]
+    others: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _probe_script(spec: InstanceSpec) -> str:
+    docker = quote(spec.docker_dir + "/docker")
+    return bash_script(
+        f"""\
+section() {{ echo "{_SECTION}$1"; }}
+section routes; ip -j -4 route show table all 2>/dev/null || echo '[]'
+section addrs; ip -j -4 addr show 2>/dev/null || echo '[]'
+section own
+echo {quote(spec.bridge_name)}
+# Bridges of this instance's own user-defined networks (a re-run must not trip over them).
+if [ -S {quote(spec.socket_path)} ] && [ -x {docker} ]; then
+  for id in $(timeout 30 {docker} -H {quote(spec.docker_host)} network ls -q --no-trunc \\
+                --filter driver=bridge 2>/dev/null); do
+    echo "br-${{id:0:12}}"
+  done
+fi
+section others
+for unit in {UNIT_DIR}/*.service; do
+  [ -f "$unit" ] || continue
+  p=$(sed -n 's/^{MARKER}//p' "$unit" | head -n1)
+  r=$(sed -n 's/^{ROOT_MARKER}//p' "$unit" | head -n1)
+  [ -n "$p" ] || continue
+  manifest="$r/etc/instance.json"
+  if [ -f "$manifest" ]; then
+    printf '{{"prefix":"%s","root":"%s","manifest":%s}}\\n' "$p" "$r" "$(tr -d '\\n' <"$manifest")"
+  else
+    printf '{{"prefix":"%s","root":"%s","manifest":null}}\\n' "$p" "$r"
+  fi
+done
+""",
+        locked=False,
+    )
+
+
+def parse_probe(stdout: str) -> HostNetworks:
+    sections: dict[str, list[str]] = {}
+    current = ""
+    for line in stdout.splitlines():
+        if line.startswith(_SECTION):
+            current = line[len(_SECTION) :]
+            sections[current] = []
+        elif current:
+            sections[current].append(line)
+    return HostNetworks(
+        routes=json.loads("".join(sections.get("routes", [])) or "[]"),
+        addrs=json.loads("".join(sections.get("addrs", [])) or "[]"),
+        own_devices=frozenset(x.strip() for x in sections.get("own", []) if x.strip()),
+        others=[json.loads(x) for x in sections.get("others", []) if x.strip()],
+    )
+
+
+def _overlaps(spec: InstanceSpec, what: str, net: ipaddress.IPv4Network) -> list[str]:
+    ours = {"bridgeCidr": spec.bridge_cidr.network, "poolBase": spec.pool_base}
+    return [f"{key} {mine} overlaps {what}" for key, mine in ours.items() if mine.overlaps(net)]
+
+
+def _route_conflicts(spec: InstanceSpec, host: HostNetworks) -> list[str]:
+    problems: list[str] = []
+    for route in host.routes:
+        dst, dev = str(route.get("dst", "")), str(route.get("dev", ""))
+        skip = dst in ("", "default") or dev in host.own_devices or dev == "lo"
+        if skip or route.get("type", "unicast") != "unicast":
+            continue
+        try:
+            net = ipaddress.IPv4Network(dst, strict=False)
+        except ValueError:
+            continue
+        problems += _overlaps(spec, f"the host route {dst} dev {dev}", net)
+    return problems
+
+
+def _address_conflicts(spec: InstanceSpec, host: HostNetworks) -> list[str]:
+    problems: list[str] = []
+    for link in host.addrs:
+        dev = str(link.get("ifname", ""))
+        if dev in host.own_devices or dev == "lo":
+            continue
+        for info in link.get("addr_info", []):
+            if info.get("family") == "inet":
+                iface = ipaddress.IPv4Interface(f"{info['local']}/{info.get('prefixlen', 32)}")
+                problems += _overlaps(spec, f"address {iface} on {dev}", iface.network)
+    return problems
+
+
+def _instance_conflicts(spec: InstanceSpec, host: HostNetworks) -> list[str]:
+    problems: list[str] = []
+    for other in host.others:
+        prefix, root = str(other.get("prefix")), str(other.get("root"))
+        if prefix == spec.prefix:
+            if root != spec.root:
+                problems.append(
+                    f"prefix {prefix} is already used on this host by the instance at {root}"
+                )
+            continue
+        if root == spec.root:
+            problems.append(f"root {root} is already used on this host by instance {prefix}")
+        nets = (other.get("manifest") or {}).get("networks", {})
+        for key in ("bridgeNetwork", "poolBase"):
+            if nets.get(key):
+                what = f"{key} {nets[key]} of Dockyard instance {prefix} (root {root})"
+                problems += _overlaps(spec, what, ipaddress.IPv4Network(nets[key]))
+    return problems
+
+
+def find_conflicts(spec: InstanceSpec, host: HostNetworks) -> list[str]:
+    """Every way the instance's networks or names collide with what the host already has."""
+    problems = (
+        _route_conflicts(spec, host)
+        + _address_conflicts(spec, host)
+        + _instance_conflicts(spec, host)
+    )
+    # One network often shows up several times (main and local tables): report it once.
+    return list(dict.fromkeys(problems))
+
+
+def check_conflicts(run: Runner, spec: InstanceSpec) -> None:
+    result = run.run(_probe_script(spec), step=f"probe networks for {spec.prefix}")
+    problems = find_conflicts(spec, parse_probe(result.stdout))
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        raise InstanceError(
+            f"instance {spec.prefix} cannot be created on this host:\n{lines}\n"
+            "choose other networks (bridgeCidr/fixedCidr/poolBase) or prefix/root in the"
+            " stack config"
+        )
+
+
+# --- install ----------------------------------------------------------------------------
+
+
+def _install_script(spec: InstanceSpec) -> str:
+    u, g, root = quote(spec.user), quote(spec.group), quote(spec.root)
+    members = ",".join(spec.members)
+    dirs = quote_all([spec.root, *(spec.path(d) for d in SUBDIRS)])
+    puts = []
+    for f in instance_files(spec):
+        payload = base64.b64encode(f.content.encode()).decode()
+        owner = "root:root" if f.path.startswith(UNIT_DIR) else f"root:{spec.group}"
+        puts.append(f"put_file {quote(f.path)} {f.mode:o} {quote(owner)} {payload}")
+    puts_text = "\n".join(puts)
+    return bash_script(
+        f"""\
+# Preflight: nothing changes on the host unless all of it holds.
+missing=()
+for member in {quote_all(spec.members)}; do
+  id -u -- "$member" >/dev/null 2>&1 || missing+=("$member")
+done
+if [ ${{#missing[@]}} -gt 0 ]; then
+  echo "members of {spec.prefix}: no such user on this host: ${{missing[*]}};" \\
+       "create the user(s) first or remove them from members" >&2
+  exit 3
+fi
+[ -x {quote(spec.docker_dir + "/dockerd")} ] || {{
+  echo "dockerDir {spec.docker_dir} has no dockerd: is the SysboxHost installed?" >&2; exit 3; }}
+[ -x {quote(spec.sysbox_dir + "/sysbox-runc")} ] || {{
+  echo "sysboxDir {spec.sysbox_dir} has no sysbox-runc: is the SysboxHost installed?" >&2
+  exit 3; }}
+[ -f {UNIT_DIR}/{SYSBOX_UNIT} ] || {{
+  echo "{SYSBOX_UNIT} is not installed: create the SysboxHost first" >&2; exit 3; }}
+
+changed=0
+put_file() {{  # path mode owner base64: replace only when the content differs
+  local tmp="$1.dockyard-new"
+  printf '%s' "$4" | base64 -d >"$tmp"
+  if cmp -s "$tmp" "$1"; then
+    rm -f "$tmp"
+  else
+    chmod "$2" "$tmp"; chown "$3" "$tmp"; mv -f "$tmp" "$1"; changed=1
+  fi
+  chmod "$2" "$1"; chown "$3" "$1"
+}}
+
+getent group {g} >/dev/null || groupadd --system {g}
+id -u {u} >/dev/null 2>&1 || useradd --system --gid {g} --home-dir {root} --no-create-home \\
+  --shell /usr/sbin/nologin --comment {quote("Dockyard instance " + spec.prefix)} {u}
+install -d -o {u} -g {g} -m 0750 {dirs}
+{puts_text}
+if ! cmp -s {quote(spec.sysbox_dir + "/sysbox-runc")} {quote(spec.path("bin", "sysbox-runc"))}; then
+  install -m 0755 -o root -g {g} {quote(spec.sysbox_dir + "/sysbox-runc")} \\
+    {quote(spec.path("bin", "sysbox-runc"))}
+  changed=1
+fi
+gpasswd -M {quote(members)} {g} >/dev/null
+if [ "$changed" = 1 ]; then systemctl daemon-reload; fi
+systemctl is-enabled -q {quote(spec.service_name)} 2>/dev/null \\
+  || systemctl enable -q {quote(spec.service_name)}
+# A running instance gets missing rules or a missing bridge back without a restart.
+if systemctl is-active -q {quote(spec.service_name)}; then
+  {quote(spec.path("bin", "dockyard-net"))} up
+fi
+echo "{CHANGED_MARK}$changed"
+"""
+    )
+
+
+def _activate_script(spec: InstanceSpec, restart: bool) -> str:
+    unit = quote(spec.service_name)
+    verb = "restart" if restart else "start"
+    return bash_script(
+        f"""\
+systemctl reset-failed {unit} 2>/dev/null || true
+if ! systemctl {verb} {unit}; then
+  echo "--- systemctl status {spec.service_name}" >&2
+  systemctl status --no-pager -l {unit} >&2 || true
+  echo "--- dockerd.log" >&2; tail -n 25 {quote(spec.path("log", "dockerd.log"))} >&2 || true
+  echo "--- containerd.log" >&2
+  tail -n 10 {quote(spec.path("log", "containerd.log"))} >&2 || true
+  exit 1
+fi
+""",
+        locked=False,
+    )
+
+
+def install(run: Runner, spec: InstanceSpec, *, check_networks: bool = True) -> None:
+    """Converge the instance to `spec` and leave it running; restarts it only on change."""
+    if check_networks:
+        check_conflicts(run, spec)
+    result = run.run(_install_script(spec), step=f"install instance {spec.prefix}")
+    changed = f"{CHANGED_MARK}1" in result.stdout
+    # Not under the host lock: dockerd needs 10+ s to answer on a slow host.
+    run.run(
+        _activate_script(spec, restart=changed),
+        step=f"{'restart' if changed else 'start'} {spec.service_name}",
+    )
+
+
+# --- inspect ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InstanceState:
+    unit_present: bool
+    root_present: bool
+    user_present: bool
+    group_present: bool
+    active: str
+    enabled: str
+    members: tuple[str, ...]
+    socket: str  # "owner:group:mode" or ""
+    bridge_present: bool
+    rules_present: bool
+    default_runtime: str
+    files_in_sync: bool
+
+    @property
+    def exists(self) -> bool:
+        return any((self.unit_present, self.root_present, self.user_present, self.group_present))
+
+    def problems(self, spec: InstanceSpec) -> list[str]:
+        checks = [
+            (self.unit_present, f"unit {spec.service_name} is missing"),
+            (self.active == "active", f"{spec.service_name} is {self.active or 'unknown'}"),
+            (self.enabled == "enabled", f"{spec.service_name} is {self.enabled or 'unknown'}"),
+            (
+                self.socket == f"root:{spec.group}:660",
+                f"socket {spec.socket_path} is {self.socket or 'missing'}"
+                f" (want root:{spec.group}:660)",
+            ),
+            (self.bridge_present, f"bridge {spec.bridge_name} is missing"),
+            (self.rules_present, f"iptables rules tagged {spec.tag} are incomplete"),
+            (
+                self.default_runtime == "sysbox-runc",
+                f"docker info default runtime is {self.default_runtime or 'unanswered'}",
+            ),
+            (self.files_in_sync, "instance files differ from the configuration"),
+        ]
+        return [message for ok, message in checks if not ok]
+
+    def health(self, spec: InstanceSpec) -> dict[str, Any]:
+        return {
+            "serviceActive": self.active == "active",
+            "serviceEnabled": self.enabled == "enabled",
+            "socket": self.socket,
+            "bridgePresent": self.bridge_present,
+            "rulesPresent": self.rules_present,
+            "defaultRuntime": self.default_runtime,
+            "filesInSync": self.files_in_sync,
+            "problems": self.problems(spec),
+        }
+
+
+def _inspect_script(spec: InstanceSpec) -> str:
+    docker = quote(spec.docker_dir + "/docker")
+    unit = quote(spec.service_name)
+    sums = []
+    for f in instance_files(spec):
+        sums.append(f'[ "$(sha256sum <{quote(f.path)} 2>/dev/null | cut -c1-64)" = {f.sha256} ]')
+    sums.append(
+        f"cmp -s {quote(spec.sysbox_dir + '/sysbox-runc')} {quote(spec.path('bin', 'sysbox-runc'))}"
+    )
+    files_ok = " && ".join(sums)
+    rules_ok = iptables.all_present_command(spec.rules(), spec.tag)
+    return bash_script(
+        f"""\
+flag() {{ if "$@" >/dev/null 2>&1; then echo 1; else echo 0; fi; }}
+echo "unit=$(flag test -f {quote(spec.unit_path)})"
+echo "root=$(flag test -d {quote(spec.root)})"
+echo "user=$(flag id -u {quote(spec.user)})"
+echo "group=$(flag getent group {quote(spec.group)})"
+echo "active=$(systemctl is-active {unit} 2>/dev/null || true)"
+echo "enabled=$(systemctl is-enabled {unit} 2>/dev/null || true)"
+echo "members=$(getent group {quote(spec.group)} | cut -d: -f4)"
+if [ -S {quote(spec.socket_path)} ]; then
+  echo "socket=$(stat -c '%U:%G:%a' {quote(spec.socket_path)})"
+else
+  echo "socket="
+fi
+echo "bridge=$(flag ip link show dev {quote(spec.bridge_name)})"
+echo "rules=$(if {{ {rules_ok}; }}; then echo 1; else echo 0; fi)"
+runtime=""
+if [ -S {quote(spec.socket_path)} ] && [ -x {docker} ]; then
+  runtime=$(timeout 30 {docker} -H {quote(spec.docker_host)} info \\
+    --format '{{{{.DefaultRuntime}}}}' 2>/dev/null || true)
+fi
+echo "runtime=$runtime"
+echo "files=$(if {{ {files_ok}; }}; then echo 1; else echo 0; fi)"
+""",
+        locked=False,
+    )
+
+
+def parse_state(stdout: str) -> InstanceState:
+    values: dict[str, str] = {}
+    for line in stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key.strip()] = value.strip()
+    return InstanceState(
+        unit_present=values.get("unit") == "1",
+        root_present=values.get("root") == "1",
+        user_present=values.get("user") == "1",
+        group_present=values.get("group") == "1",
+        active=values.get("active", ""),
+        enabled=values.get("enabled", ""),
+        members=tuple(m for m in values.get("members", "").split(",") if m),
+        socket=values.get("socket", ""),
+        bridge_present=values.get("bridge") == "1",
+        rules_present=values.get("rules") == "1",
+        default_runtime=values.get("runtime", ""),
+        files_in_sync=values.get("files") == "1",
+    )
+
+
+def inspect(run: Runner, spec: InstanceSpec) -> InstanceState:
+    result = run.run(_inspect_script(spec), step=f"inspect instance {spec.prefix}")
+    return parse_state(result.stdout)
+
+
+# --- remove -----------------------------------------------------------------------------
+
+
+def _stop_script(spec: InstanceSpec) -> str:
+    """Unlocked: kill containers fast (their data goes anyway), then stop and disable."""
+    docker = quote(spec.docker_dir + "/docker")
+    unit = quote(spec.service_name)
+    return bash_script(
+        f"""\
+if [ -S {quote(spec.socket_path)} ] && [ -x {docker} ]; then
+  ids=$(timeout 30 {docker} -H {quote(spec.docker_host)} ps -q 2>/dev/null || true)
+  if [ -n "$ids" ]; then
+    # shellcheck disable=SC2086
+    timeout 120 {docker} -H {quote(spec.docker_host)} kill $ids >/dev/null 2>&1 || true
+  fi
+fi
+if systemctl cat {unit} >/dev/null 2>&1; then
+  systemctl disable -q {unit} 2>/dev/null || true
+  systemctl stop {unit} || true
+fi
+""",
+        locked=False,
+    )
+
+
+def _addr_script() -> str:
+    return bash_script("ip -j -4 addr show", locked=False)
+
+
+def pool_bridges(spec: InstanceSpec, addrs: list[dict[str, Any]]) -> list[str]:
+    """Bridges Docker made for this instance's user-defined networks (addresses in its pool)."""
+    found = []
+    for link in addrs:
+        name = str(link.get("ifname", ""))
+        if not name.startswith("br-"):
+            continue
+        for info in link.get("addr_info", []):
+            if info.get("family") == "inet" and ipaddress.IPv4Address(info["local"]) in (
+                spec.pool_base
+            ):
+                found.append(name)
+                break
+    return found
+
+
+def _remove_script(spec: InstanceSpec, bridges: list[str]) -> str:
+    root = quote(spec.root)
+    unit = quote(spec.service_name)
+    task_dir = quote(spec.path("run", "containerd", "io.containerd.runtime.v2.task"))
+    return bash_script(
+        f"""\
+root={root}
+case "$root" in
+  /|/bin|/boot|/dev|/etc|/home|/lib|/lib64|/opt|/proc|/root|/run|/sbin|/srv|/sys|/tmp|/usr|/var)
+    echo "refusing to remove system directory $root" >&2; exit 3 ;;
+esac
+# Leftover processes of this instance only (daemons, watcher, container inits and shims).
+for pidfile in "$root/run/docker.pid" "$root/run/containerd.pid" "$root/run/dind-watcher.pid"
+do
+  [ -f "$pidfile" ] && kill -KILL "$(cat "$pidfile")" 2>/dev/null || true
+done
+if [ -d {task_dir} ]; then
+  for task in {task_dir}/*/*; do
+    [ -d "$task" ] || continue
+    for pidfile in "$task/init.pid" "$task/shim.pid"; do
+      [ -f "$pidfile" ] && kill -KILL "$(cat "$pidfile")" 2>/dev/null || true
+    done
+    ns=$(basename "$(dirname "$task")"); id=$(basename "$task")
+    # runc state and shim socket live in shared /run/containerd: remove only these ids'.
+    [ -n "$ns" ] && [ -n "$id" ] && rm -rf "/run/containerd/runc/$ns/$id"
+    shim=$(printf '%s' {quote(spec.containerd_socket)}"/$ns/$id" | sha256sum | cut -c1-64)
+    rm -f "/run/containerd/s/$shim"
+  done
+fi
+{iptables.sweep_function(spec.tag)}
+dockyard_sweep_rules
+for link in {quote_all([spec.bridge_name, *bridges])}; do
+  ip link show dev "$link" >/dev/null 2>&1 && ip link del dev "$link"
+done
+rm -f {quote(spec.unit_path)}
+rm -rf {quote(spec.unit_path + ".d")}
+systemctl daemon-reload
+systemctl reset-failed {unit} 2>/dev/null || true
+if [ -d "$root" ]; then
+  # Unmount everything below the root, deepest first (overlay, netns, shm mounts).
+  awk -v r="$root" '{{ p = $2; gsub(/\\\\040/, " ", p)
+    if (p == r || index(p, r "/") == 1) print p }}' /proc/mounts \\
+    | sort -r | while IFS= read -r mnt; do umount -l "$mnt" || true; done
+  rm -rf --one-file-system -- "$root"
+fi
+if id -u {quote(spec.user)} >/dev/null 2>&1; then userdel {quote(spec.user)}; fi
+if getent group {quote(spec.group)} >/dev/null; then groupdel {quote(spec.group)}; fi
+"""
+    )
+
+
+def remove(run: Runner, spec: InstanceSpec) -> None:
+    """Delete everything of the instance; a no-op when it is already gone."""
+    run.run(_stop_script(spec), step=f"stop {spec.service_name}", timeout=300)
+    addrs = json.loads(run.run(_addr_script(), step="list addresses").stdout or "[]")
+    run.run(
+        _remove_script(spec, pool_bridges(spec, addrs)),
+        step=f"remove instance {spec.prefix}",
+    )

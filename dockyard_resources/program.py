@@ -1,0 +1,73 @@
+"""The Pulumi program: read `dockyard:*` config, validate it, build every host, export outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Final
+
+import pulumi
+
+from dockyard_resources.cloud.keys import LoginKey, stack_login_key
+from dockyard_resources.components import DockyardHost
+from dockyard_resources.config import ConfigError, validate_hosts
+from dockyard_resources.config.spec import HostSpec
+
+CONFIG_NAMESPACE: Final = "dockyard"
+
+
+def config_error_message(errors: list[str]) -> str:
+    count = f"{len(errors)} problem{'s' if len(errors) != 1 else ''}"
+    lines = [f"invalid configuration of stack {pulumi.get_stack()!r} ({count}):"]
+    lines += [f"  - dockyard:{error}" for error in errors]
+    lines.append("Fix the stack file, then check it offline with")
+    lines.append("  python -m dockyard_resources validate stacks/Pulumi.<stack>.yaml")
+    return "\n".join(lines)
+
+
+def load_hosts(config: pulumi.Config, base_dir: Path) -> list[HostSpec]:
+    """Validated host specs; raises `pulumi.RunError` listing every problem, before any
+    resource is registered."""
+    try:
+        return validate_hosts(config.get_object("hosts"), base_dir=base_dir)
+    except ConfigError as exc:
+        raise pulumi.RunError(config_error_message(exc.errors)) from None
+
+
+class _LazyLoginKey:
+    """The stack's cloud login key, created on first use only (no cloud host: no key)."""
+
+    def __init__(self, configured: pulumi.Output[str] | None) -> None:
+        self._configured = configured
+        self._key: LoginKey | None = None
+
+    def __call__(self) -> LoginKey:
+        if self._key is None:
+            self._key = stack_login_key(self._configured)
+        return self._key
+
+
+def build_hosts(
+    specs: list[HostSpec], ssh_private_key: pulumi.Output[str] | None
+) -> dict[str, DockyardHost]:
+    """One `DockyardHost` per spec; hosts share nothing but the login key, so they run in
+    parallel."""
+    login_key = _LazyLoginKey(ssh_private_key)
+    return {
+        spec.name: DockyardHost(spec, ssh_private_key=ssh_private_key, login_key=login_key)
+        for spec in specs
+    }
+
+
+def stack_outputs(hosts: dict[str, DockyardHost]) -> dict[str, Any]:
+    return {name: host.outputs for name, host in hosts.items()}
+
+
+def main(project_dir: Path | None = None) -> dict[str, DockyardHost]:
+    """Pulumi runs the program in the project directory: relative paths in the stack file
+    (e.g. `sha256File`) are relative to it, as for `validate`."""
+    config = pulumi.Config(CONFIG_NAMESPACE)
+    specs = load_hosts(config, project_dir or Path.cwd())
+    ssh_private_key = config.get_secret("sshPrivateKey")
+    hosts = build_hosts(specs, ssh_private_key)
+    pulumi.export("hosts", stack_outputs(hosts))
+    return hosts

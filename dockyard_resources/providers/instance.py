@@ -1,0 +1,269 @@
+"""`DockyardInstance`: one isolated dockerd (+ containerd, bridge, pool) on a SysboxHost.
+
+check validates at preview, diff compares locally, create/update/delete run
+`hostops.instance` over SSH, read inspects the host so drift shows in `pulumi refresh`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    ResourceProvider,
+    UpdateResult,
+)
+
+from dockyard_resources.config import values
+from dockyard_resources.hostops import instance as hostops
+from dockyard_resources.render.instance import InstanceSpec, ssh_forward
+from dockyard_resources.transport import SshTarget, session
+
+# The value Pulumi's dynamic provider hands over for properties unknown during preview.
+UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+
+INPUT_KEYS = (
+    "connection",
+    "hostName",
+    "dockerDir",
+    "sysboxDir",
+    "prefix",
+    "root",
+    "bridgeCidr",
+    "fixedCidr",
+    "poolBase",
+    "poolSize",
+    "members",
+)
+# A new prefix or root is a different instance (user, unit, bridge, paths): replace it,
+# deleting the old one first because both would claim the same names.
+REPLACE_KEYS = ("prefix", "root", "hostName")
+# Changes that only need the files rewritten and this instance restarted.
+UPDATE_KEYS = ("dockerDir", "sysboxDir", "bridgeCidr", "fixedCidr", "poolBase", "poolSize")
+NETWORK_KEYS = ("bridgeCidr", "fixedCidr", "poolBase", "poolSize")
+
+
+def _unknown(value: Any) -> bool:
+    return value == UNKNOWN or (isinstance(value, dict) and UNKNOWN in value.values())
+
+
+def _whole_number(value: Any) -> int:
+    # Pulumi sends every number as a float.
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return values.pool_size(value)
+
+
+def _abs_dir(value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ValueError(f"must be an absolute directory on the host (got {value!r})")
+    return value
+
+
+def _members(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f"must be a list of user names (got {value!r})")
+    names = [values.user_name(v) for v in value]
+    if len(set(names)) != len(names):
+        raise ValueError("lists a user more than once; list each user once")
+    return names
+
+
+def _connection(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict) or not value.get("host"):
+        raise ValueError("must be a mapping with at least host (and port, user, credentials)")
+    return value
+
+
+_VALIDATORS: dict[str, Callable[[Any], Any]] = {
+    "connection": _connection,
+    "hostName": values.host_name,
+    "dockerDir": _abs_dir,
+    "sysboxDir": _abs_dir,
+    "prefix": values.prefix,
+    "root": values.root_dir,
+    "bridgeCidr": lambda v: str(values.bridge_interface(v)),
+    "fixedCidr": lambda v: str(values.private_network(v, "172.22.147.0/24")),
+    "poolBase": lambda v: str(values.private_network(v, "172.28.0.0/16")),
+    "poolSize": _whole_number,
+    "members": _members,
+}
+
+
+def validate(news: dict[str, Any]) -> tuple[dict[str, Any], list[CheckFailure]]:
+    """Normalised inputs and every problem found; unknown values are left for later."""
+    inputs = dict(news)
+    failures: list[CheckFailure] = []
+    for key, validator in _VALIDATORS.items():
+        value = news.get(key)
+        if _unknown(value):
+            continue
+        if value is None and key != "members":
+            failures.append(CheckFailure(key, f"{key} is required"))
+            continue
+        try:
+            inputs[key] = validator(value)
+        except ValueError as exc:
+            failures.append(CheckFailure(key, f"{key}: {exc}"))
+    if not failures:
+        failures.extend(_cross_checks(inputs))
+    return inputs, failures
+
+
+def _cross_checks(inputs: dict[str, Any]) -> list[CheckFailure]:
+    if any(_unknown(inputs.get(k)) for k in NETWORK_KEYS):
+        return []
+    bridge = ipaddress.IPv4Interface(inputs["bridgeCidr"]).network
+    fixed = ipaddress.IPv4Network(inputs["fixedCidr"])
+    pool = ipaddress.IPv4Network(inputs["poolBase"])
+    size = int(inputs["poolSize"])
+    failures = []
+    if not fixed.subnet_of(bridge):
+        failures.append(
+            CheckFailure("fixedCidr", f"fixedCidr {fixed} must lie inside bridgeCidr's {bridge}")
+        )
+    if pool.overlaps(bridge):
+        failures.append(CheckFailure("poolBase", f"poolBase {pool} overlaps bridgeCidr's {bridge}"))
+    if size < pool.prefixlen:
+        failures.append(
+            CheckFailure(
+                "poolSize",
+                f"poolSize /{size} is larger than poolBase {pool}; use a length of at least"
+                f" {pool.prefixlen} (e.g. 24)",
+            )
+        )
+    return failures
+
+
+def outputs(props: dict[str, Any]) -> dict[str, Any]:
+    """All inputs echoed (diff and update see outputs as olds) plus the derived values."""
+    spec = InstanceSpec.from_props(props)
+    outs = {key: props.get(key) for key in INPUT_KEYS}
+    outs["poolSize"] = spec.pool_size
+    outs["members"] = list(spec.members)
+    outs.update(
+        socketPath=spec.socket_path,
+        dockerHost=spec.docker_host,
+        group=spec.group,
+        serviceName=spec.service_name,
+        bridgeName=spec.bridge_name,
+        networks=spec.networks,
+        sshForward=ssh_forward(spec, props["connection"]),
+    )
+    return outs
+
+
+def _comparable(key: str, value: Any) -> Any:
+    if key == "poolSize" and isinstance(value, (int, float)):
+        return int(value)
+    if key == "members":
+        return sorted(value or [])
+    return value
+
+
+def _run(props: dict[str, Any]) -> hostops.Runner:
+    return session(SshTarget.from_props(props["connection"]))
+
+
+class DockyardInstanceProvider(ResourceProvider):
+    """Holds no state: everything needed travels in the properties."""
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        inputs, failures = validate(news)
+        return CheckResult(inputs, failures)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        changed = [
+            key
+            for key in INPUT_KEYS
+            if _comparable(key, olds.get(key)) != _comparable(key, news.get(key))
+        ]
+        replaces = [key for key in changed if key in REPLACE_KEYS]
+        # A refresh that found the instance unhealthy: an update repairs it.
+        unhealthy = olds.get("healthy") is False
+        return DiffResult(
+            changes=bool(changed) or unhealthy,
+            replaces=replaces,
+            stables=[],
+            delete_before_replace=bool(replaces),
+        )
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        spec = InstanceSpec.from_props(props)
+        hostops.install(_run(props), spec, check_networks=True)
+        outs = outputs(props)
+        outs.update(healthy=True, health={})
+        return CreateResult(f"{props['hostName']}/{spec.prefix}", outs)
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        spec = InstanceSpec.from_props(news)
+        networks_changed = any(
+            _comparable(k, olds.get(k)) != _comparable(k, news.get(k)) for k in NETWORK_KEYS
+        )
+        hostops.install(_run(news), spec, check_networks=networks_changed)
+        outs = outputs(news)
+        outs.update(healthy=True, health={})
+        return UpdateResult(outs)
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        spec = InstanceSpec.from_props(props)
+        state = hostops.inspect(_run(props), spec)
+        if not state.exists:
+            return ReadResult(None, {})
+        outs = outputs(props)
+        # Members as found on the host (declared order kept when nothing drifted).
+        if sorted(state.members) != sorted(spec.members):
+            outs["members"] = sorted(state.members)
+        health = state.health(spec)
+        outs.update(healthy=not health["problems"], health=health)
+        return ReadResult(id_, outs)
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        hostops.remove(_run(props), InstanceSpec.from_props(props))
+
+
+class DockyardInstance(pulumi.dynamic.Resource):
+    """One isolated Docker daemon; see docs/instances.md for inputs and outputs."""
+
+    socketPath: pulumi.Output[str]
+    dockerHost: pulumi.Output[str]
+    group: pulumi.Output[str]
+    serviceName: pulumi.Output[str]
+    bridgeName: pulumi.Output[str]
+    networks: pulumi.Output[dict[str, Any]]
+    sshForward: pulumi.Output[str]
+    healthy: pulumi.Output[bool]
+
+    def __init__(
+        self,
+        name: str,
+        props: dict[str, Any],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        secret_opts = pulumi.ResourceOptions(additional_secret_outputs=["connection"])
+        outputs_ = {
+            "socketPath": None,
+            "dockerHost": None,
+            "group": None,
+            "serviceName": None,
+            "bridgeName": None,
+            "networks": None,
+            "sshForward": None,
+            "healthy": None,
+            "health": None,
+        }
+        super().__init__(
+            DockyardInstanceProvider(),
+            name,
+            {**outputs_, **props},
+            pulumi.ResourceOptions.merge(secret_opts, opts),
+        )

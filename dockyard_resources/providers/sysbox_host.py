@@ -1,0 +1,387 @@
+"""`SysboxHost`: the Pulumi dynamic resource that makes a reachable Linux host a Dockyard host.
+
+check and diff are local (no SSH); create/update converge the host through
+`hostops.sysbox_host.install`, read inspects it, delete removes the shared layer unless an
+instance still needs it. The provider object is pickled into the state: it holds no
+connection and no credential, only code.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any
+
+import pulumi
+import pulumi.dynamic as dyn
+from pulumi.runtime import rpc
+
+from dockyard_resources.hostops import sysbox_host as ops
+from dockyard_resources.render import sysbox_host as render
+from dockyard_resources.transport import SshTarget
+
+ARCHES = ("x86_64", "aarch64")
+MODES = ("download", "upload")
+SECRET_OUTPUTS = ["connection"]
+# A different machine means a new resource; everything else converges in place.
+REPLACE_CONNECTION_KEYS = ("host", "port")
+INPUT_KEYS = ("connection", "hostName", "docker", "sysbox", "artifactsMode", "allowSysboxRestart")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _unknown(value: Any) -> bool:
+    return isinstance(value, str) and value == rpc.UNKNOWN
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# --- check ---------------------------------------------------------------------------------
+
+
+def _check_connection(conn: Any) -> list[tuple[str, str]]:
+    if _unknown(conn):
+        return []
+    if not isinstance(conn, Mapping):
+        return [("connection", "must be a mapping {host, port, user, ...}")]
+    problems: list[tuple[str, str]] = []
+    host = conn.get("host")
+    if not _unknown(host) and (not isinstance(host, str) or not host):
+        problems.append(("connection.host", "is required (the address to SSH to)"))
+    port = conn.get("port")
+    if (
+        port is not None
+        and not _unknown(port)
+        and (not _is_number(port) or port != int(port) or not 0 < int(port) < 65536)
+    ):
+        problems.append(("connection.port", f"must be an integer 1-65535, got {port!r}"))
+    for key in ("user", "privateKey", "privateKeyPassphrase", "password", "hostKey"):
+        value = conn.get(key)
+        if value is not None and not _unknown(value) and not isinstance(value, str):
+            problems.append((f"connection.{key}", "must be a string"))
+    return problems
+
+
+def _check_artifacts(kind: str, spec: Any, mode: Any) -> list[tuple[str, str]]:
+    if _unknown(spec):
+        return []
+    if not isinstance(spec, Mapping):
+        return [(kind, "must be a mapping {version, artifacts: {x86_64: {url, sha256}, ...}}")]
+    problems: list[tuple[str, str]] = []
+    version = spec.get("version")
+    if not _unknown(version) and (not isinstance(version, str) or not version.strip()):
+        problems.append((f"{kind}.version", "must be a non-empty version string"))
+    by_arch = spec.get("artifacts")
+    if _unknown(by_arch):
+        return problems
+    if not isinstance(by_arch, Mapping) or not by_arch:
+        return [
+            *problems,
+            (f"{kind}.artifacts", f"must map {' / '.join(ARCHES)} to {{url, sha256}}"),
+        ]
+    for arch, entry in by_arch.items():
+        key = f"{kind}.artifacts.{arch}"
+        if arch not in ARCHES:
+            problems.append((key, f"unknown architecture; use {' or '.join(ARCHES)}"))
+            continue
+        if _unknown(entry):
+            continue
+        if not isinstance(entry, Mapping):
+            problems.append((key, "must be a mapping {url, sha256}"))
+            continue
+        url, sha = entry.get("url"), entry.get("sha256")
+        if not _unknown(url):
+            problems += [(f"{key}.url", p) for p in _url_problems(url, mode)]
+        if (
+            sha is not None
+            and not _unknown(sha)
+            and not (isinstance(sha, str) and _SHA256.fullmatch(sha.lower()))
+        ):
+            problems.append(
+                (f"{key}.sha256", f"must be 64 hex digits (a sha256 checksum), got {sha!r}")
+            )
+    return problems
+
+
+def _url_problems(url: Any, mode: Any) -> list[str]:
+    if not isinstance(url, str) or not url:
+        return ["is required"]
+    scheme = urllib.parse.urlparse(url).scheme
+    if scheme in ("http", "https"):
+        return []
+    if mode == "download":
+        return [f"{url!r}: artifactsMode download needs an http(s) URL the host can fetch"]
+    if scheme not in ("", "file"):
+        return [f"{url!r}: use an http(s) URL or a local path"]
+    return []
+
+
+def sysbox_restart_problem(
+    old_sysbox: Any, new_sysbox: Any, allow: Any, arch: str | None = None
+) -> str | None:
+    """Why this sysbox change needs allowSysboxRestart, or None when it does not."""
+    if not isinstance(old_sysbox, Mapping) or not isinstance(new_sysbox, Mapping) or allow is True:
+        return None
+
+    def pin(spec: Mapping[str, Any]) -> tuple[Any, Any]:
+        by_arch = spec.get("artifacts")
+        if arch and isinstance(by_arch, Mapping):
+            entry = by_arch.get(arch)
+            return spec.get("version"), entry.get("sha256") if isinstance(entry, Mapping) else entry
+        return spec.get("version"), by_arch
+
+    if pin(old_sysbox) == pin(new_sysbox):
+        return None
+    return (
+        f"sysbox changes from {old_sysbox.get('version')} to {new_sysbox.get('version')} "
+        "(or its artifact changes): installing it restarts sysbox-fs, which breaks every running "
+        "sysbox container on this host (they must be recreated). Set "
+        "hosts[i].allowSysboxRestart: true to accept that."
+    )
+
+
+def check_props(olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Every problem with the inputs as (property path, reason); no host is touched."""
+    problems = _check_connection(news.get("connection"))
+    name = news.get("hostName")
+    if not _unknown(name) and (not isinstance(name, str) or not name):
+        problems.append(("hostName", "must be a non-empty string"))
+    mode = news.get("artifactsMode", "download")
+    if not _unknown(mode) and mode not in MODES:
+        problems.append(("artifactsMode", f"must be download or upload, got {mode!r}"))
+    for kind in ("docker", "sysbox"):
+        problems += _check_artifacts(kind, news.get(kind), mode)
+    allow = news.get("allowSysboxRestart", False)
+    if not _unknown(allow) and not isinstance(allow, bool):
+        problems.append(("allowSysboxRestart", f"must be true or false, got {allow!r}"))
+    restart = sysbox_restart_problem(olds.get("sysbox"), news.get("sysbox"), allow)
+    if restart:
+        problems.append(("allowSysboxRestart", restart))
+    return problems
+
+
+def _normalized(news: Mapping[str, Any]) -> dict[str, Any]:
+    """Inputs with defaults filled and sha256s lower-cased (unknowns left alone)."""
+    inputs = dict(news)
+    inputs.setdefault("artifactsMode", "download")
+    inputs.setdefault("allowSysboxRestart", False)
+    for kind in ("docker", "sysbox"):
+        spec = inputs.get(kind)
+        if isinstance(spec, Mapping) and isinstance(spec.get("artifacts"), Mapping):
+            by_arch = {}
+            for arch, entry in spec["artifacts"].items():
+                if isinstance(entry, Mapping) and isinstance(entry.get("sha256"), str):
+                    by_arch[arch] = {**entry, "sha256": entry["sha256"].lower()}
+                else:
+                    by_arch[arch] = entry
+            inputs[kind] = {**spec, "artifacts": by_arch}
+    return inputs
+
+
+# --- diff ----------------------------------------------------------------------------------
+
+
+def diff_props(olds: Mapping[str, Any], news: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """(changed input keys, keys forcing replacement), from the old outputs and new inputs."""
+    old_conn = olds.get("connection") or {}
+    new_conn = news.get("connection")
+    changed: list[str] = []
+    replaces: list[str] = []
+    if _unknown(new_conn) or not isinstance(new_conn, Mapping):
+        return ["connection"], ["connection"]
+    for key in REPLACE_CONNECTION_KEYS:
+        old, new = old_conn.get(key), new_conn.get(key)
+        if _unknown(new) or _normal(old) != _normal(new):
+            replaces.append(f"connection.{key}")
+    other_keys = (set(old_conn) | set(new_conn)) - set(REPLACE_CONNECTION_KEYS)
+    for key in sorted(other_keys):
+        # The pinned key lives in the outputs; inputs without one keep using it.
+        if key == "hostKey" and not new_conn.get("hostKey"):
+            continue
+        if old_conn.get(key) != new_conn.get(key):
+            changed.append(f"connection.{key}")
+    if replaces:
+        changed += replaces
+    for key in INPUT_KEYS[1:]:
+        if _unknown(news.get(key)) or _normal(olds.get(key)) != _normal(news.get(key)):
+            changed.append(key)
+    if olds.get("drift"):
+        changed.append("drift")
+    return sorted(set(changed)), (["connection"] if replaces else [])
+
+
+def _normal(value: Any) -> Any:
+    """Compare numbers as Pulumi sends them (floats) and nested values structurally."""
+    if _is_number(value):
+        return float(value)
+    if isinstance(value, Mapping):
+        return {k: _normal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_normal(v) for v in value]
+    return value
+
+
+# --- host operations -----------------------------------------------------------------------
+
+
+def _target(connection: Mapping[str, Any], pin: str | None) -> SshTarget:
+    conn = dict(connection)
+    if pin and not conn.get("hostKey"):
+        conn["hostKey"] = pin
+    return SshTarget.from_props(conn)
+
+
+def _outputs(inputs: Mapping[str, Any], outcome: ops.InstallOutcome) -> dict[str, Any]:
+    plan, state = outcome.plan, outcome.state
+    connection = {**inputs["connection"], "hostKey": outcome.host_key}
+    return {
+        **{k: inputs[k] for k in INPUT_KEYS if k in inputs},
+        "connection": connection,
+        "distro": state.distro,
+        "kernel": state.kernel,
+        "arch": state.arch,
+        "dockerVersion": plan.docker.version,
+        "sysboxVersion": plan.sysbox.version,
+        "dockerDir": render.docker_dir(plan.docker.version),
+        "sysboxDir": render.sysbox_dir(plan.sysbox.version),
+        "dockerSha256": plan.docker.sha256,
+        "sysboxSha256": plan.sysbox.sha256,
+        "hostKey": outcome.host_key,
+        "hostKeyFingerprint": outcome.fingerprint,
+        "drift": [],
+    }
+
+
+def _log(message: str) -> None:
+    pulumi.log.info(message)
+
+
+class SysboxHostProvider(dyn.ResourceProvider):
+    serialize_as_secret_always = True
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> dyn.CheckResult:
+        failures = [dyn.CheckFailure(p, r) for p, r in check_props(_olds, news)]
+        return dyn.CheckResult(_normalized(news), failures)
+
+    def diff(self, _id: str, _olds: dict[str, Any], _news: dict[str, Any]) -> dyn.DiffResult:
+        changed, replaces = diff_props(_olds, _news)
+        restart = sysbox_restart_problem(
+            _olds.get("sysbox"), _news.get("sysbox"), _news.get("allowSysboxRestart"),
+            _olds.get("arch"),
+        )  # fmt: skip
+        if restart and not replaces:
+            raise ValueError(f"SysboxHost {_olds.get('hostName')}: {restart}")
+        if changed:
+            how = "replace" if replaces else "update in place"
+            _log(f"SysboxHost {_news.get('hostName')}: {how}; changed: {', '.join(changed)}")
+        return dyn.DiffResult(
+            changes=bool(changed), replaces=replaces, delete_before_replace=bool(replaces)
+        )
+
+    def _install(self, inputs: Mapping[str, Any], pin: str | None) -> dict[str, Any]:
+        request = ops.HostRequest.from_props(inputs)
+        outcome = ops.install(_target(inputs["connection"], pin), request, _log)
+        summary = "; ".join(outcome.actions) if outcome.actions else "nothing to change"
+        _log(f"SysboxHost {request.host_name}: {summary}")
+        return _outputs(inputs, outcome)
+
+    def create(self, props: dict[str, Any]) -> dyn.CreateResult:
+        outs = self._install(props, None)
+        conn = props["connection"]
+        port = int(conn.get("port") or 22)
+        return dyn.CreateResult(f"{outs['hostName']}@{conn['host']}:{port}", outs)
+
+    def update(self, _id: str, _olds: dict[str, Any], _news: dict[str, Any]) -> dyn.UpdateResult:
+        restart = sysbox_restart_problem(
+            _olds.get("sysbox"), _news.get("sysbox"), _news.get("allowSysboxRestart"),
+            _olds.get("arch"),
+        )  # fmt: skip
+        if restart:
+            raise ValueError(f"SysboxHost {_olds.get('hostName')}: {restart}")
+        return dyn.UpdateResult(self._install(_news, _olds.get("hostKey")))
+
+    def read(self, id_: str, props: dict[str, Any]) -> dyn.ReadResult:
+        request = ops.HostRequest.from_props(props)
+        plan = request.plan(str(props["arch"]))
+        state, host_key, fingerprint = ops.inspect(
+            _target(props["connection"], props.get("hostKey")), plan
+        )
+        drift = state.drift(plan)
+        outs = dict(props)
+        outs.update(
+            distro=state.distro,
+            kernel=state.kernel,
+            arch=state.arch,
+            dockerVersion=plan.docker.version if state.docker == "ok" else "",
+            dockerSha256=plan.docker.sha256 if state.docker == "ok" else "",
+            sysboxVersion=plan.sysbox.version if state.sysbox == "ok" else "",
+            sysboxSha256=plan.sysbox.sha256 if state.sysbox == "ok" else "",
+            hostKey=host_key,
+            hostKeyFingerprint=fingerprint,
+            drift=drift,
+        )
+        if drift:
+            _log(f"SysboxHost {request.host_name} drifted: {'; '.join(drift)}")
+        return dyn.ReadResult(id_, outs)
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        name = _props.get("hostName")
+        outcome = ops.remove(_target(_props["connection"], _props.get("hostKey")), _log)
+        if outcome.kept_for:
+            pulumi.log.warn(
+                f"SysboxHost {name}: kept Docker, sysbox and dockyard-sysbox.service on the host "
+                f"because Dockyard instance units remain: {', '.join(outcome.kept_for)}"
+            )
+        elif not outcome.actions:
+            _log(f"SysboxHost {name}: nothing left to remove")
+
+
+class SysboxHost(dyn.Resource, module="dockyard", name="SysboxHost"):
+    """Docker + sysbox and the shared dockyard-sysbox.service on one host."""
+
+    connection: pulumi.Output[dict[str, Any]]
+    hostName: pulumi.Output[str]
+    distro: pulumi.Output[str]
+    kernel: pulumi.Output[str]
+    arch: pulumi.Output[str]
+    dockerVersion: pulumi.Output[str]
+    sysboxVersion: pulumi.Output[str]
+    dockerDir: pulumi.Output[str]
+    sysboxDir: pulumi.Output[str]
+    dockerSha256: pulumi.Output[str]
+    sysboxSha256: pulumi.Output[str]
+    hostKey: pulumi.Output[str]
+    hostKeyFingerprint: pulumi.Output[str]
+    drift: pulumi.Output[list[str]]
+
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        connection: pulumi.Input[Mapping[str, Any]],
+        host_name: pulumi.Input[str],
+        docker: pulumi.Input[Mapping[str, Any]],
+        sysbox: pulumi.Input[Mapping[str, Any]],
+        artifacts_mode: pulumi.Input[str] = "download",
+        allow_sysbox_restart: pulumi.Input[bool] = False,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props: dict[str, Any] = {
+            "connection": connection,
+            "hostName": host_name,
+            "docker": docker,
+            "sysbox": sysbox,
+            "artifactsMode": artifacts_mode,
+            "allowSysboxRestart": allow_sysbox_restart,
+        }
+        for out in (
+            "distro", "kernel", "arch", "dockerVersion", "sysboxVersion", "dockerDir",
+            "sysboxDir", "dockerSha256", "sysboxSha256", "hostKey", "hostKeyFingerprint", "drift",
+        ):  # fmt: skip
+            props[out] = None
+        opts = pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(additional_secret_outputs=SECRET_OUTPUTS)
+        )
+        super().__init__(SysboxHostProvider(), resource_name, props, opts)

@@ -1,0 +1,30 @@
+"""Builders of raw `dockyard:hosts` values for the config tests."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import struct
+from typing import Any
+
+
+def ed25519_key_line(seed: str = "test") -> str:
+    """A structurally valid OpenSSH ed25519 public key line."""
+    kind = b"ssh-ed25519"
+    blob = struct.pack(">I", len(kind)) + kind + struct.pack(">I", 32)
+    blob += hashlib.sha256(seed.encode()).digest()
+    return f"ssh-ed25519 {base64.b64encode(blob).decode()}"
+
+
+def instance(prefix: str = "dy1_", root: str = "/dy1", **extra: Any) -> dict[str, Any]:
+    return {"prefix": prefix, "root": root, **extra}
+
+
+def host(name: str = "build-1", instances: list[Any] | None = None, **extra: Any) -> dict[str, Any]:
+    raw: dict[str, Any] = {
+        "name": name,
+        "provision": {"kind": "existing", "address": "203.0.113.10"},
+        "instances": [instance()] if instances is None else instances,
+    }
+    raw.update(extra)
+    return raw

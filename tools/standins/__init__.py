@@ -1,0 +1,1 @@
+"""Offline STAND-IN artifacts for tests (see build.py)."""

@@ -1,0 +1,3 @@
+from tools.standins.build import main
+
+main()

@@ -1,0 +1,3 @@
+module dockyard.local/standins/sysbox
+
+go 1.21
