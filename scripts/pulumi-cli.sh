@@ -38,7 +38,7 @@ if [[ -f "$STAMP" && -x "$FINAL_DIR/bin/pulumi" ]]; then
 fi
 
 command -v go >/dev/null 2>&1 || {
-    log "go is not on PATH; install Go >= 1.26 (the CLI is built from source)"
+    log "go is not on PATH; install Go >= 1.26.6 (the CLI is built from source)"
     exit 1
 }
 
@@ -51,6 +51,8 @@ if [[ -f "$STAMP" && -x "$FINAL_DIR/bin/pulumi" ]]; then
     exit 0
 fi
 
+# Leftovers of a build that was killed outright; safe to remove while holding the lock.
+rm -rf "$CACHE_ROOT"/.build-*
 WORK_DIR="$(mktemp -d "$CACHE_ROOT/.build-$VERSION_KEY.XXXXXX")"
 LOG_FILE="$CACHE_ROOT/build-$VERSION_KEY.log"
 cleanup() { rm -rf "$WORK_DIR"; }
@@ -85,6 +87,13 @@ build_cli() {
     go mod edit -replace "github.com/atotto/clipboard=$CLIPBOARD_REPLACE"
     go get "github.com/pulumi/pulumi/pkg/v3@v$PULUMI_CLI_VERSION" \
         "github.com/pulumi/pulumi/sdk/v3@v$PULUMI_CLI_VERSION"
+    # The version ldflag would label any build; make sure the sources are that release.
+    local resolved
+    resolved="$(go list -m -f '{{.Version}}' github.com/pulumi/pulumi/pkg/v3)"
+    [[ "$resolved" == "v$PULUMI_CLI_VERSION" ]] || {
+        echo "resolved pkg/v3 $resolved, wanted v$PULUMI_CLI_VERSION" >&2
+        return 1
+    }
     go build -trimpath -ldflags "$LDFLAGS" -o "$STAGE_BIN/pulumi" \
         github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
 }
@@ -102,18 +111,65 @@ build_language_host() {
 # The two helper scripts ship in the sdk module under python/.
 copy_python_scripts() {
     local dir
+    cd "$WORK_DIR"
     dir="$(go mod download -json "github.com/pulumi/pulumi/sdk/v3@v$PULUMI_SDK_SCRIPTS_VERSION" |
         sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
-    [[ -n "$dir" ]] || return 1
+    [[ -n "$dir" ]]
     install -m 0755 "$dir/python/cmd/pulumi-language-python-exec" "$STAGE_BIN/"
     install -m 0755 "$dir/python/dist/pulumi-resource-pulumi-python" "$STAGE_BIN/"
 }
 
-(build_cli) >>"$LOG_FILE" 2>&1 || fail "pulumi CLI"
-(build_language_host) >>"$LOG_FILE" 2>&1 || fail "pulumi-language-python"
-(cd "$WORK_DIR" && copy_python_scripts) >>"$LOG_FILE" 2>&1 || fail "python helper scripts"
+# Runs one step in a subshell with errexit in force. Bash ignores `set -e` inside
+# anything used as a condition (`step || fail`), which would let a failed `go get`
+# fall through to a build of whatever version `go build -mod=mod` picks.
+run_step() {
+    local name="$1" rc
+    shift
+    set +e
+    # In the background so that a signal interrupts `wait` instead of waiting for go.
+    (
+        set -e
+        "$@"
+    ) >>"$LOG_FILE" 2>&1 &
+    STEP_PID=$!
+    wait "$STEP_PID"
+    rc=$?
+    STEP_PID=""
+    set -e
+    [[ $rc -eq 0 ]] || fail "$name"
+}
 
-"$STAGE_BIN/pulumi" version >>"$LOG_FILE" 2>&1 || fail "built pulumi does not run"
+kill_tree() {
+    local child
+    for child in $(pgrep -P "$1" || true); do
+        kill_tree "$child"
+    done
+    kill -TERM "$1" 2>/dev/null || true
+}
+
+# An interrupted build must not leave `go build` running into a deleted temp dir.
+STEP_PID=""
+on_signal() {
+    if [[ -n "$STEP_PID" ]]; then
+        kill_tree "$STEP_PID"
+        wait "$STEP_PID" 2>/dev/null || true
+    fi
+    log "interrupted; nothing was published"
+    exit 130
+}
+trap on_signal INT TERM
+
+check_version() {
+    local built
+    built="$("$STAGE_BIN/pulumi" version)"
+    echo "built pulumi reports $built"
+    [[ "$built" == "v$PULUMI_CLI_VERSION" ]]
+}
+
+run_step "pulumi CLI" build_cli
+run_step "pulumi-language-python" build_language_host
+run_step "python helper scripts" copy_python_scripts
+run_step "built pulumi does not run or reports another version" check_version
 elapsed=$((SECONDS - start_s))
 printf 'built in %ss\n' "$elapsed" >"$WORK_DIR/out/.complete"
 

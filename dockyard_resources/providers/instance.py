@@ -20,13 +20,15 @@ from pulumi.dynamic import (
     ResourceProvider,
     UpdateResult,
 )
+from pulumi.output import Unknown
 
 from dockyard_resources.config import values
 from dockyard_resources.hostops import instance as hostops
 from dockyard_resources.render.instance import InstanceSpec, ssh_forward
 from dockyard_resources.transport import SshTarget, session
 
-# The value Pulumi's dynamic provider hands over for properties unknown during preview.
+# The wire value of properties unknown during preview. The dynamic-provider server turns it
+# into a `pulumi.output.Unknown` object before check and diff; both forms count as unknown.
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 
 INPUT_KEYS = (
@@ -50,8 +52,14 @@ UPDATE_KEYS = ("dockerDir", "sysboxDir", "bridgeCidr", "fixedCidr", "poolBase", 
 NETWORK_KEYS = ("bridgeCidr", "fixedCidr", "poolBase", "poolSize")
 
 
+def _is_unknown(value: Any) -> bool:
+    return isinstance(value, Unknown) or (isinstance(value, str) and value == UNKNOWN)
+
+
 def _unknown(value: Any) -> bool:
-    return value == UNKNOWN or (isinstance(value, dict) and UNKNOWN in value.values())
+    return _is_unknown(value) or (
+        isinstance(value, dict) and any(_is_unknown(v) for v in value.values())
+    )
 
 
 def _whole_number(value: Any) -> int:

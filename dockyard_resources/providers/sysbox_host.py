@@ -15,6 +15,7 @@ from typing import Any
 
 import pulumi
 import pulumi.dynamic as dyn
+from pulumi.output import Unknown
 from pulumi.runtime import rpc
 
 from dockyard_resources.hostops import sysbox_host as ops
@@ -31,7 +32,9 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def _unknown(value: Any) -> bool:
-    return isinstance(value, str) and value == rpc.UNKNOWN
+    # The dynamic-provider server hands check and diff `Unknown` objects (keep_unknowns);
+    # the raw wire string is accepted too.
+    return isinstance(value, Unknown) or (isinstance(value, str) and value == rpc.UNKNOWN)
 
 
 def _is_number(value: Any) -> bool:

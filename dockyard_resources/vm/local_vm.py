@@ -28,7 +28,7 @@ from dockyard_resources.vm import image, keys, runner
 VM_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 INPUT_KEYS = ("vmName", "memoryMb", "cpus", "diskGb", "suite")
 DEFAULTS: dict[str, Any] = {"memoryMb": 2048, "cpus": 2, "diskGb": 10, "suite": image.DEFAULT_SUITE}
-LIMITS = {"memoryMb": (512, 65536), "cpus": (1, 64), "diskGb": (4, 2048)}
+LIMITS = {"memoryMb": (512, 1048576), "cpus": (1, 256), "diskGb": (4, 4096)}
 SECRET_OUTPUTS = ["privateKey"]
 
 

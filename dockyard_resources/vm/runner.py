@@ -379,7 +379,8 @@ def _port_free(port: int) -> bool:
         return True
 
 
-def _pid_running(pid: int) -> bool:
+def pid_running(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie (an exited process not yet reaped)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -397,10 +398,10 @@ def _pid_running(pid: int) -> bool:
 def _wait_exit(pid: int, timeout: float) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        if not _pid_running(pid):
+        if not pid_running(pid):
             return True
         time.sleep(0.5)
-    return not _pid_running(pid)
+    return not pid_running(pid)
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:

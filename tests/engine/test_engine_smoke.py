@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pulumi import automation as auto
 
 from tests.fixtures.pulumi_cli import REPO_ROOT, PulumiCli, copy_program, unique_stack_name
 
@@ -88,3 +89,32 @@ def test_up_preview_destroy_round_trip(pulumi_backend: PulumiCli, tmp_path: Path
         assert _outputs(cli, program) == {}
     finally:
         cli.run("stack", "rm", "--yes", "--force", stack, cwd=program, check=False)
+
+
+def test_automation_api_uses_the_built_cli(pulumi_backend: PulumiCli, tmp_path: Path) -> None:
+    """pulumi.automation with the fixture's workspace options reaches the same engine."""
+    cli = pulumi_backend
+    program = _prepare_program(tmp_path / "program")
+    marker_dir = tmp_path / "markers"
+    marker_dir.mkdir()
+    stack = auto.create_stack(
+        unique_stack_name("auto"), work_dir=str(program), opts=cli.workspace_options(program)
+    )
+    try:
+        stack.set_config("markerDir", auto.ConfigValue(str(marker_dir)))
+        stack.set_config("token", auto.ConfigValue(TOKEN, secret=True))
+
+        result = stack.up()
+        assert result.summary.result == "succeeded"
+        assert (marker_dir / "marker.txt").is_file()
+        assert result.outputs["bytesWritten"].value == len("hello from dockyard")
+        # Derived from a secret config value, so the engine keeps it secret.
+        assert result.outputs["tokenLength"].secret
+        assert result.outputs["tokenLength"].value == len(TOKEN)
+
+        assert stack.preview(expect_no_changes=True).change_summary == {"same": 2}
+
+        assert stack.destroy().summary.result == "succeeded"
+        assert not (marker_dir / "marker.txt").exists()
+    finally:
+        stack.workspace.remove_stack(stack.name, force=True)

@@ -27,6 +27,7 @@ from dockyard_resources.providers.instance import DockyardInstanceProvider
 from dockyard_resources.render import sysbox_host as sysbox_render
 from dockyard_resources.render.instance import InstanceSpec
 from dockyard_resources.transport import SshTarget, close_all, session
+from tests.fixtures.vm import TestHost, booted_vm
 from tests.hosts.checks import File, Group, IptablesRules, Link, Service, Socket, SshShell, User
 from tools.testimage.busybox_image import DEFAULT_TAG, image_archive
 
@@ -119,8 +120,15 @@ def _wait(condition: Any, what: str, seconds: float = 120) -> None:
 
 
 @pytest.fixture(scope="module")
-def sh(test_host: Any) -> SshShell:
-    return SshShell(test_host.target)
+def host() -> Iterator[TestHost]:
+    """A VM of this module's own: the tests reboot it and leave users behind."""
+    with booted_vm() as booted:
+        yield booted
+
+
+@pytest.fixture(scope="module")
+def sh(host: TestHost) -> SshShell:
+    return SshShell(host.target)
 
 
 @pytest.fixture(scope="module")
@@ -130,9 +138,9 @@ def provider() -> DockyardInstanceProvider:
 
 @pytest.fixture(scope="module")
 def instances(
-    test_host: Any, standins: Any, sh: SshShell, provider: DockyardInstanceProvider
+    host: TestHost, standins: Any, sh: SshShell, provider: DockyardInstanceProvider
 ) -> Iterator[dict[str, Inst]]:
-    target = test_host.target
+    target = host.target
     _install_sysbox_host(target, standins)
     sh.out(f"for u in {MEMBER_A} {OUTSIDER}; do id -u $u >/dev/null 2>&1 || useradd -m $u; done")
     conn = _connection(target)
@@ -154,12 +162,12 @@ def instances(
 
 
 @pytest.fixture(scope="module")
-def image_loaded(sh: SshShell, test_host: Any, instances: dict[str, Inst]) -> str:
+def image_loaded(sh: SshShell, host: TestHost, instances: dict[str, Inst]) -> str:
     """The tiny busybox image, loaded into every instance."""
     if not sh.ok("test -x /bin/busybox && dpkg -s busybox-static >/dev/null 2>&1"):
         pytest.fail("the test VM image lacks busybox-static (needed for the tiny test image)")
     busybox = base64.b64decode(sh.out("base64 -w0 /bin/busybox"))
-    session(test_host.target).upload(image_archive(busybox), IMAGE_ON_HOST, 0o644)
+    session(host.target).upload(image_archive(busybox), IMAGE_ON_HOST, 0o644)
     for inst in instances.values():
         sh.out(inst.docker(f"load -i {IMAGE_ON_HOST}"))
     return DEFAULT_TAG
@@ -345,26 +353,11 @@ def test_delete_under_load_twice_leaves_others_healthy(
         assert read.outs is not None and read.outs["healthy"] is True, read.outs["health"]
 
 
-def _reboot(test_host: Any, sh: SshShell) -> None:
-    reboot = getattr(test_host, "reboot", None)
-    if callable(reboot):
-        reboot()
-    else:
-        before = sh.out("cat /proc/sys/kernel/random/boot_id")
-        sh.run("systemd-run --on-active=2 systemctl reboot")
-        close_all()
-        _wait(
-            lambda: sh.run("cat /proc/sys/kernel/random/boot_id")[1].strip() not in ("", before),
-            "host came back with a new boot_id",
-            seconds=600,
-        )
-    close_all()
-
-
 def test_reboot_brings_back_the_remaining_instances(
-    test_host: Any, sh: SshShell, instances: dict[str, Inst], image_loaded: str
+    host: TestHost, sh: SshShell, instances: dict[str, Inst], image_loaded: str
 ) -> None:
-    _reboot(test_host, sh)
+    host.reboot()
+    close_all()  # the provider's pooled sessions died with the old boot too
     for name in ("B", "C"):
         inst = instances[name]
         _wait(lambda i=inst: Service.of(sh, i.spec.service_name).active, f"{name} active")

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from dockyard_resources.transport import session
+from dockyard_resources.vm import runner
 from tests.fixtures.vm import TestHost
 from tools.standins.build import DOCKER_LAYOUT, Standins
 
@@ -81,5 +82,5 @@ def test_standins_run_on_the_vm_then_reboot_and_stop(
     pid = host.vm.pid
     host.vm.stop()
     assert not host.vm.is_alive()
-    assert not Path(f"/proc/{pid}").exists()
+    assert not runner.pid_running(pid)
     assert qemu_pids_using(host.vm.overlay) == []

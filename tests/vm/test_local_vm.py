@@ -63,6 +63,6 @@ def test_create_read_delete_round_trip() -> None:
             provider.delete(name, created.outs or {})
         assert not runner.vm_for(name).is_alive()
         assert not Path(outs["overlayPath"]).exists()
-        assert not Path(f"/proc/{outs['pid']}").exists()
+        assert not runner.pid_running(int(outs["pid"]))
         assert provider.read(name, outs).id == ""  # gone: refresh drops it
         provider.delete(name, outs)  # a second delete is a no-op

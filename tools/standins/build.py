@@ -75,12 +75,12 @@ def build_standins(suite: str = image.DEFAULT_SUITE) -> Standins:
     docker = _cached(
         out / f"docker-{DOCKER_VERSION}-standin-x86_64.tgz",
         _inputs_hash("docker", [*sorted(base.debs.glob("*.deb"))]),
-        lambda target: _build_docker_tarball(base.debs, target),
+        lambda target: build_docker_tarball(base.debs, target),
     )
     sysbox = _cached(
         out / f"sysbox-ce-{SYSBOX_VERSION}-standin-amd64.deb",
         _inputs_hash("sysbox", sorted(SYSBOX_SOURCE.glob("*"))),
-        _build_sysbox_deb,
+        build_sysbox_deb,
     )
     return Standins(docker=docker, sysbox=sysbox)
 
@@ -120,7 +120,7 @@ def _reproducible_env() -> dict[str, str]:
     return {**os.environ, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH, "TZ": "UTC", "LC_ALL": "C"}
 
 
-def _build_docker_tarball(debs: Path, target: Path) -> None:
+def build_docker_tarball(debs: Path, target: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="docker-standin-") as tmp:
         root = Path(tmp)
         extracted: dict[str, Path] = {}
@@ -129,6 +129,7 @@ def _build_docker_tarball(debs: Path, target: Path) -> None:
             if not matches:
                 raise RuntimeError(f"no {package} .deb in {debs}: rebuild the VM image")
             extracted[package] = root / "pkgs" / package
+            extracted[package].mkdir(parents=True)
             _run(["dpkg-deb", "-x", str(matches[-1]), str(extracted[package])])
         layout = root / "out" / "docker"
         layout.mkdir(parents=True)
@@ -164,7 +165,7 @@ def _build_docker_tarball(debs: Path, target: Path) -> None:
             raise RuntimeError("gzip failed")
 
 
-def _build_sysbox_deb(target: Path) -> None:
+def build_sysbox_deb(target: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="sysbox-standin-") as tmp:
         root = Path(tmp) / "pkg"
         bin_dir = root / "usr" / "bin"

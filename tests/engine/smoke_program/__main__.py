@@ -16,6 +16,6 @@ marker = MarkerFile(
 )
 
 pulumi.export("markerPath", marker.id)
-pulumi.export("bytesWritten", marker.bytes_written)
+pulumi.export("bytesWritten", marker.bytesWritten)
 pulumi.export("stats", {"count": 3, "ratio": 0.5, "enabled": True})
 pulumi.export("tokenLength", token.apply(len))

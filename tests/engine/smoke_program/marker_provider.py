@@ -30,7 +30,8 @@ class MarkerFileProvider(ResourceProvider):
 
 
 class MarkerFile(Resource):
-    bytes_written: pulumi.Output[int]
+    # Output attributes are named after the camelCase property keys.
+    bytesWritten: pulumi.Output[int]
 
     def __init__(
         self, name: str, *, path: str, content: str, opts: pulumi.ResourceOptions | None = None

@@ -221,14 +221,27 @@ func daemonMain(d daemon, args []string) {
 	_ = os.Remove(d.pidFile)
 }
 
+// serve answers every connection with one line. It first reads what the
+// client sends (briefly), so a client that writes a request (curl) is not
+// reset mid-send.
 func serve(listener net.Listener, d daemon) {
 	for {
 		conn, err := listener.Accept()
 		if err != nil {
 			return
 		}
-		_, _ = fmt.Fprintf(conn, "%s %s\n", d.description, version)
-		_ = conn.Close()
+		go func(conn net.Conn) {
+			defer conn.Close()
+			_ = conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			buf := make([]byte, 4096)
+			for {
+				n, err := conn.Read(buf)
+				if err != nil || strings.Contains(string(buf[:n]), "\r\n\r\n") {
+					break
+				}
+			}
+			_, _ = fmt.Fprintf(conn, "%s %s\n", d.description, version)
+		}(conn)
 	}
 }
 

@@ -1,0 +1,452 @@
+"""The real Dockyard program through the real Pulumi engine, on a QEMU VM it boots itself.
+
+One stack (one qemu host, stand-in artifacts uploaded) is carried through the whole life
+cycle of issue 7 in file order: each test is one step and needs the steps before it. When a
+step fails, the later ones are skipped with that reason, and the module fixture always
+destroys the stack and removes the VM (registered before the stack exists).
+
+How the pending create left by a killed `pulumi up` is handled:
+`pulumi refresh --clear-pending-creates`, one of the two ways Pulumi documents (the other is
+removing `pending_operations` with `pulumi stack export` / `pulumi stack import`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tenacity import retry, retry_if_result, stop_after_delay, wait_fixed
+
+from dockyard_resources.transport import close_all
+from dockyard_resources.vm import runner
+from dockyard_resources.vm.paths import vms_dir
+from tests.engine.dockyard_stack import DockyardStack, Run, copy_project
+from tests.engine.vm_host import VmHost
+from tests.fixtures.pulumi_cli import TEST_PASSPHRASE, PulumiCli, unique_stack_name
+from tests.fixtures.vm import new_vm_name, test_suite, vm_slot
+from tests.hosts.checks import Group, IptablesRules, Service
+from tools.standins.build import Standins
+
+pytestmark = [pytest.mark.engine, pytest.mark.vm]
+
+VM_MEMORY_MB = 2048
+VM_CPUS = 2
+VM_DISK_GB = 10
+MEMBER = "engalice"
+# Marks a value Pulumi stored encrypted in the checkpoint.
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+
+
+def instance_config(n: int, members: list[str] | None = None) -> dict[str, Any]:
+    config: dict[str, Any] = {"prefix": f"dy{n}_", "root": f"/dy{n}"}
+    if members is not None:
+        config["members"] = members
+    return config
+
+
+@dataclass
+class Lifecycle:
+    """The shared stack and what the steps learned about it."""
+
+    stack: DockyardStack
+    host_name: str
+    standins: Standins
+    instances: list[dict[str, Any]] = field(default_factory=list)
+    failed_step: str | None = None
+    vm_outputs: dict[str, Any] = field(default_factory=dict)
+
+    def host_config(self) -> dict[str, Any]:
+        def artifact(version: str, path: Path) -> dict[str, str]:
+            return {"version": version, "url": str(path), "sha256File": f"{path}.sha256"}
+
+        return {
+            "name": self.host_name,
+            "provision": {
+                "kind": "qemu",
+                "memoryMb": VM_MEMORY_MB,
+                "cpus": VM_CPUS,
+                "diskGb": VM_DISK_GB,
+                "suite": test_suite(),
+            },
+            "docker": artifact("29.2.1", self.standins.docker.path),
+            "sysbox": artifact("0.6.7", self.standins.sysbox.path),
+            "artifacts": "upload",
+            "instances": self.instances,
+        }
+
+    def set_instances(self, instances: list[dict[str, Any]]) -> None:
+        self.instances = instances
+        self.stack.set_hosts([self.host_config()])
+
+    def resource_name(self, prefix: str) -> str:
+        return f"{self.host_name}-{prefix}"
+
+    def urn(self, suffix: str) -> str:
+        return self.stack.urn_of(f"{self.host_name}-{suffix}")
+
+    @property
+    def vm(self) -> VmHost:
+        if not self.vm_outputs:
+            self.vm_outputs = self.stack.resource(f"{self.host_name}-vm", show_secrets=True)[
+                "outputs"
+            ]
+        return VmHost.from_outputs(self.vm_outputs)
+
+    def sysbox_outputs(self) -> dict[str, Any]:
+        outputs: dict[str, Any] = self.stack.resource(f"{self.host_name}-sysbox")["outputs"]
+        return outputs
+
+    def instance_outputs(self, prefix: str) -> dict[str, Any]:
+        outputs: dict[str, Any] = self.stack.resource(self.resource_name(prefix))["outputs"]
+        return outputs
+
+    def docker_info(self, prefix: str) -> str:
+        """`docker info` against the instance's socket, on the VM, with the host's CLI."""
+        docker = f"{self.sysbox_outputs()['dockerDir']}/docker"
+        docker_host = self.stack.outputs()["hosts"][self.host_name]["instances"][prefix][
+            "dockerHost"
+        ]
+        return self.vm.out(f"{docker} -H {docker_host} info --format '{{{{.Name}}}} {{{{.ID}}}}'")
+
+
+def _destroy_everything(state: Lifecycle) -> None:
+    """Teardown: destroy through the engine, then make sure the VM is gone whatever happened."""
+    stack = state.stack
+    try:
+        if stack.config_file.exists():
+            stack.destroy(check=False)
+            stack.pulumi("stack", "rm", "--yes", "--force", check=False)
+    finally:
+        close_all()
+        runner.vm_for(state.host_name).destroy()
+
+
+@pytest.fixture(scope="module")
+def lifecycle(
+    pulumi_backend: PulumiCli, standins: Standins, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Lifecycle]:
+    # The VM counts against the machine-wide limit of two test VMs.
+    with vm_slot():
+        work = copy_project(tmp_path_factory.mktemp("engine-lifecycle") / "project")
+        # pytest-<pid>-<n>: a VM left by a killed run is reaped by the VM fixtures.
+        state = Lifecycle(
+            DockyardStack(pulumi_backend, work, unique_stack_name("lifecycle")),
+            new_vm_name(),
+            standins,
+        )
+        try:
+            state.stack.init()
+            state.set_instances([instance_config(1), instance_config(2)])
+            yield state
+        finally:
+            _destroy_everything(state)
+
+
+@pytest.fixture
+def step(lifecycle: Lifecycle, request: pytest.FixtureRequest) -> Iterator[Lifecycle]:
+    """Run one step of the sequence: skip when an earlier one failed, record a failure."""
+    if lifecycle.failed_step is not None:
+        pytest.skip(f"needs the earlier step {lifecycle.failed_step}, which failed")
+    failures_before = request.session.testsfailed
+    started = time.monotonic()
+    yield lifecycle
+    # The call phase is reported before fixtures are torn down.
+    if request.session.testsfailed > failures_before:
+        lifecycle.failed_step = request.node.name
+    print(f"{request.node.name}: {time.monotonic() - started:.0f} s")
+
+
+def _wait_for(condition: Callable[[], bool], what: str, seconds: float = 300) -> None:
+    @retry(
+        retry=retry_if_result(lambda done: not done),
+        stop=stop_after_delay(seconds),
+        wait=wait_fixed(2),
+        retry_error_callback=lambda _: False,
+    )
+    def poll() -> bool:
+        return condition()
+
+    if not poll():
+        raise AssertionError(f"timed out after {seconds:.0f} s waiting for: {what}")
+
+
+# --- 8. bad config: runs first, it needs no VM ------------------------------------------------
+
+
+def test_bad_config_fails_at_preview_and_touches_no_host(
+    pulumi_backend: PulumiCli, tmp_path: Path
+) -> None:
+    stack = DockyardStack(
+        pulumi_backend, copy_project(tmp_path / "project"), unique_stack_name("badconfig")
+    )
+    host_name = new_vm_name()
+    stack.init()
+    try:
+        stack.set_hosts(
+            [
+                {
+                    "name": host_name,
+                    "provision": {"kind": "qemu"},
+                    "instances": [
+                        {"prefix": "Dy1", "root": "/dy1"},
+                        {"prefix": "dy2_", "root": "relative"},
+                    ],
+                }
+            ]
+        )
+        preview = stack.preview(check=False)
+        assert preview.returncode != 0
+        output = preview.stdout + preview.stderr
+        assert "invalid configuration of stack" in output, output
+        # Every problem is listed, with its key path.
+        assert "dockyard:hosts[0].instances[0].prefix" in output, output
+        assert "dockyard:hosts[0].instances[1].root" in output, output
+        up = stack.up(check=False)
+        assert up.returncode != 0
+        assert "invalid configuration of stack" in up.diagnostics(), up.diagnostics()
+        assert not up.steps("create") or {s["type"] for s in up.steps("create")} == {
+            "pulumi:pulumi:Stack"
+        }, up.steps("create")
+        # No VM was prepared or booted and nothing but the stack itself is in the state.
+        assert not (vms_dir() / host_name).exists()
+        types = {r["type"] for r in stack.resources()}
+        assert types <= {"pulumi:pulumi:Stack"}, types
+    finally:
+        stack.pulumi("stack", "rm", "--yes", "--force", check=False)
+
+
+# --- 1. preview, then up with one host and two instances -------------------------------------
+
+
+def test_preview_then_up_creates_the_host_and_two_instances(step: Lifecycle) -> None:
+    preview = step.stack.preview()
+    # Stack, Host component, LocalVm, SysboxHost and two instances.
+    assert preview.change_summary == {"create": 6}, preview.change_summary
+    assert not (vms_dir() / step.host_name).exists(), "preview must not prepare the VM"
+
+    up = step.stack.up()
+    assert up.change_summary == {"create": 6}, up.describe()
+
+    host = step.stack.outputs()["hosts"][step.host_name]
+    assert host["provision"] == "qemu"
+    assert host["address"] == runner.SSH_HOST
+    assert host["user"] == runner.ROOT_USER
+    assert host["dockerVersion"] == "29.2.1"
+    assert host["sysboxVersion"] == "0.6.7"
+    assert host["hostKey"].startswith("ssh-ed25519 ")
+    assert sorted(host["instances"]) == ["dy1_", "dy2_"]
+    for n in (1, 2):
+        inst = host["instances"][f"dy{n}_"]
+        assert inst["root"] == f"/dy{n}"
+        assert inst["socketPath"].startswith(f"/dy{n}/")
+        assert inst["dockerHost"] == f"unix://{inst['socketPath']}"
+        assert inst["serviceName"] == f"dy{n}_docker.service"
+        assert inst["group"] == f"dy{n}_docker"
+        assert str(host["port"]) in inst["sshForward"]
+
+    infos = {prefix: step.docker_info(prefix) for prefix in ("dy1_", "dy2_")}
+    # Two separate daemons: different engine IDs.
+    assert len({info.split()[-1] for info in infos.values()}) == 2, infos
+    for n in (1, 2):
+        assert Service.of(step.vm.shell, f"dy{n}_docker.service").active
+
+
+# --- 9. no secret in clear text in the state ------------------------------------------------
+
+
+def test_state_holds_no_private_key_or_passphrase_in_clear(
+    step: Lifecycle, pulumi_backend: PulumiCli
+) -> None:
+    private_key = step.vm.private_key
+    key_lines = [line for line in private_key.splitlines() if line and not line.startswith("-----")]
+    assert key_lines, "the VM's private key should be readable with --show-secrets"
+    # The plain export really shows what is searched for (else the search proves nothing).
+    assert key_lines[0] in step.stack.pulumi("stack", "export", "--show-secrets").stdout
+
+    exported = step.stack.export_text()
+    assert SECRET_SIG in exported
+    stored = [p for p in pulumi_backend.backend_dir.rglob("*") if p.is_file()]
+    stored.append(step.stack.config_file)
+    assert any(p.suffix == ".json" for p in stored), stored
+    for text, where in [(exported, "stack export"), *((p.read_text(), str(p)) for p in stored)]:
+        for line in key_lines:
+            assert line not in text, f"private key material in clear text in {where}"
+        assert TEST_PASSPHRASE not in text, f"the passphrase in clear text in {where}"
+
+
+# --- 2. a second run changes nothing and opens no SSH connection ----------------------------
+
+
+def test_second_preview_and_up_change_nothing_without_ssh(step: Lifecycle) -> None:
+    before = step.vm.engine_logins()
+    preview = step.stack.preview("--expect-no-changes")
+    assert preview.change_summary == {}, preview.change_summary
+    up = step.stack.up("--expect-no-changes")
+    assert up.change_summary == {}, up.describe()
+    # check and diff are local: not one login by the providers.
+    assert step.vm.engine_logins() == before
+
+
+# --- 3. refresh finds nothing to change ------------------------------------------------------
+
+
+def test_refresh_finds_no_changes(step: Lifecycle) -> None:
+    before = step.vm.engine_logins()
+    refresh = step.stack.refresh("--expect-no-changes")
+    assert refresh.change_summary == {}, refresh.describe()
+    # read inspects the host over SSH: this is also the counter's positive control.
+    assert step.vm.engine_logins() > before
+
+
+# --- 4. drift: refresh reports it, up repairs it ---------------------------------------------
+
+
+def test_drift_is_reported_by_refresh_and_repaired_by_up(step: Lifecycle) -> None:
+    sh = step.vm.shell
+    tag = "dockyard:dy1_"
+    rules = IptablesRules.of(sh).tagged(tag)
+    assert rules, IptablesRules.of(sh).lines
+    # Delete one of dy1_'s rules, and stop dy2_'s unit (which takes its own rules with it).
+    table, rule = rules[0].split(" ", 1)
+    step.vm.out(f"iptables -w -t {table} {rule.replace('-A ', '-D ', 1)}")
+    step.vm.out("systemctl stop dy2_docker.service")
+    assert len(IptablesRules.of(sh).tagged(tag)) == len(rules) - 1
+
+    refresh = step.stack.refresh("--diff")
+    drifted = sorted([step.urn("dy1_"), step.urn("dy2_")])
+    changed = sorted(
+        {s["urn"] for s in refresh.outputs_steps() if s.get("op") not in (None, "same")}
+        | {u for op in ("update", "refresh") for u in refresh.urns(op) if _has_diff(refresh, u)}
+    )
+    assert changed == drifted, refresh.describe()
+    for prefix, problem in (("dy1_", "iptables"), ("dy2_", "dy2_docker.service")):
+        outputs = step.instance_outputs(prefix)
+        assert outputs["healthy"] is False, outputs["health"]
+        assert any(problem in p for p in outputs["health"]["problems"]), outputs["health"]
+
+    up = step.stack.up()
+    assert up.change_summary == {"update": 2}, up.describe()
+    assert up.urns("update") == drifted
+    assert Service.of(sh, "dy2_docker.service").active
+    assert len(IptablesRules.of(sh).tagged(tag)) == len(rules)
+    step.stack.refresh("--expect-no-changes")
+
+
+def _has_diff(run: Run, urn: str) -> bool:
+    return any(s.get("diffs") or s.get("detailedDiff") for s in run.steps() if s["urn"] == urn)
+
+
+# --- 5. edits: a new instance is only created; a member change is one update ---------------
+
+
+def test_adding_an_instance_creates_only_it(step: Lifecycle) -> None:
+    step.set_instances([instance_config(1), instance_config(2), instance_config(3)])
+    up = step.stack.up()
+    assert up.change_summary == {"create": 1}, up.describe()
+    assert up.urns("create") == [step.urn("dy3_")]
+    assert step.docker_info("dy3_")
+
+
+def test_changing_members_is_one_update_in_place(step: Lifecycle) -> None:
+    step.vm.out(f"id -u {MEMBER} >/dev/null 2>&1 || useradd --no-create-home {MEMBER}")
+    step.set_instances([instance_config(1, [MEMBER]), instance_config(2), instance_config(3)])
+    up = step.stack.up()
+    assert up.change_summary == {"update": 1}, up.describe()
+    assert up.urns("update") == [step.urn("dy1_")]
+    assert MEMBER in Group.of(step.vm.shell, "dy1_docker").members
+    assert step.instance_outputs("dy1_")["members"] == [MEMBER]
+
+
+# --- 6. an interrupted up: the next up converges ----------------------------------------------
+
+
+def test_interrupted_up_then_up_converges(step: Lifecycle, tmp_path: Path) -> None:
+    instances = [instance_config(1, [MEMBER]), *(instance_config(n) for n in (2, 3, 4))]
+    step.set_instances(instances)
+    log = tmp_path / "interrupted-up.log"
+    with log.open("w") as out:
+        # Its own session, so the engine's children (language host, providers) can be
+        # stopped with it: they are all processes this test started.
+        cli = subprocess.Popen(
+            step.stack.command("up", "--yes", "--skip-preview"),
+            cwd=step.stack.work_dir,
+            env=step.stack.env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        # Midway: the engine has begun creating dy4_ on the host (its root exists).
+        _wait_for(
+            lambda: cli.poll() is not None or step.vm.ok("test -d /dy4"),
+            "the interrupted up to start creating dy4_",
+            seconds=600,
+        )
+        assert cli.poll() is None, f"up finished before it could be interrupted:\n{log.read_text()}"
+        cli.send_signal(signal.SIGKILL)
+        cli.wait(timeout=60)
+    finally:
+        _kill_group(cli.pid)
+
+    pending = step.stack.export()["deployment"].get("pending_operations") or []
+    assert [(p["type"], p["resource"]["urn"].rsplit("::", 1)[-1]) for p in pending] == [
+        ("creating", step.resource_name("dy4_"))
+    ], pending
+
+    cleared = step.stack.refresh("--clear-pending-creates")
+    assert cleared.returncode == 0
+    assert not step.stack.export()["deployment"].get("pending_operations")
+
+    up = step.stack.up()
+    assert up.change_summary == {"create": 1}, up.describe()
+    assert up.urns("create") == [step.urn("dy4_")]
+    assert step.docker_info("dy4_")
+    step.stack.refresh("--expect-no-changes")
+    for n in (1, 2, 3, 4):
+        assert Service.of(step.vm.shell, f"dy{n}_docker.service").active
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+# --- 7. destroy: the host keeps nothing of Dockyard, a second destroy is a no-op --------------
+
+
+def test_destroy_leaves_nothing_on_the_host(step: Lifecycle) -> None:
+    prefixes = [f"dy{n}_" for n in (1, 2, 3, 4)]
+    vm = step.vm
+    # First everything Dockyard put on the VM, so the VM is still there to be inspected.
+    targets = [step.urn("sysbox"), *(step.urn(p) for p in prefixes)]
+    partial = step.stack.destroy(*(arg for urn in targets for arg in ("--target", urn)))
+    assert partial.change_summary == {"delete": 5}, partial.describe()
+    assert sorted(partial.urns("delete")) == sorted(targets)
+    traces = vm.dockyard_traces(prefixes, [f"/dy{n}" for n in (1, 2, 3, 4)])
+    assert traces == [], traces
+    assert vm.ok(f"id -u {MEMBER}"), "members are only taken out of the group"
+
+    full = step.stack.destroy()
+    assert full.change_summary == {"delete": 3}, full.describe()  # VM, Host, stack
+    assert not (vms_dir() / step.host_name).exists()
+    assert not Path(vm.overlay_path).exists()
+    assert not _is_qemu(vm.pid)
+
+    again = step.stack.destroy()
+    assert again.change_summary == {}, again.describe()
+    assert step.stack.resources() == []
+
+
+def _is_qemu(pid: int) -> bool:
+    try:
+        return b"qemu" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return False
