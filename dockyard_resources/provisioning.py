@@ -7,6 +7,7 @@ outputs, and the resources the SysboxHost has to wait for.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,13 +55,19 @@ def provision_existing(
     )
 
 
+def local_vm_name(stack: str, host_name: str) -> str:
+    """The VM's directory name: stack and host, so two stacks never share a VM."""
+    stack_part = re.sub(r"[^a-z0-9-]+", "-", stack.lower()).strip("-") or "stack"
+    return f"{stack_part}-{host_name}"[:63].rstrip("-")
+
+
 def provision_qemu(
     host_name: str, provision: QemuProvision, parent: pulumi.Resource
 ) -> ProvisionedHost:
     """A local QEMU VM: LocalVm generates the login key and the host key to pin."""
     vm = LocalVm(
         f"{host_name}-vm",
-        vm_name=host_name,
+        vm_name=local_vm_name(pulumi.get_stack(), host_name),
         memory_mb=provision.memory_mb,
         cpus=provision.cpus,
         disk_gb=provision.disk_gb,

@@ -203,7 +203,10 @@ def diff_props(olds: Mapping[str, Any], news: Mapping[str, Any]) -> tuple[list[s
         # The pinned key lives in the outputs; inputs without one keep using it.
         if key == "hostKey" and not new_conn.get("hostKey"):
             continue
-        if old_conn.get(key) != new_conn.get(key):
+        if key == "hostKey":
+            if _key_material(old_conn.get(key)) != _key_material(new_conn.get(key)):
+                changed.append("connection.hostKey")
+        elif old_conn.get(key) != new_conn.get(key):
             changed.append(f"connection.{key}")
     if replaces:
         changed += replaces
@@ -213,6 +216,14 @@ def diff_props(olds: Mapping[str, Any], news: Mapping[str, Any]) -> tuple[list[s
     if olds.get("drift"):
         changed.append("drift")
     return sorted(set(changed)), (["connection"] if replaces else [])
+
+
+def _key_material(line: Any) -> Any:
+    """A host key line without its comment: the outputs hold the key as the transport saw it
+    (no comment), the input as configured or from LocalVm (`... root@<vm>`)."""
+    if isinstance(line, str) and not _unknown(line):
+        return " ".join(line.split()[:2])
+    return line
 
 
 def _normal(value: Any) -> Any:

@@ -421,10 +421,15 @@ fetch_artifact() {  # name sha url
     action "package curl installed"
   fi
   rm -f "$dest.part"
-  if ! curl -fsSL --retry 5 --retry-delay 3 --retry-connrefused --connect-timeout 30 \
-      -o "$dest.part" "$url"; then
+  local rc=0
+  curl -fsSL --retry 5 --retry-delay 3 --retry-connrefused --connect-timeout 30 \
+      -o "$dest.part" "$url" || rc=$?
+  if [ "$rc" -ne 0 ]; then
     rm -f "$dest.part"
-    echo "$name artifact: download of $url failed" >&2
+    echo "$name artifact: the host could not download $url (curl exit $rc)." >&2
+    echo "If this host has no internet access, set 'artifacts: upload' for it so the" >&2
+    echo "machine running Pulumi sends the artifacts, or, for an offline demo on a" >&2
+    echo "local VM, use the testbed stack with STAND-IN artifacts: make up STACK=testbed" >&2
     return 1
   fi
   if ! verify_sha "$dest.part" "$sha" "$name" "downloaded from $url"; then

@@ -188,9 +188,10 @@ class DockyardStack:
             path.unlink()
 
     def resources(self, *, show_secrets: bool = False) -> list[dict[str, Any]]:
+        """Resources of the checkpoint; with `show_secrets`, secret values are unwrapped."""
         deployment = self.export(show_secrets=show_secrets).get("deployment") or {}
         resources: list[dict[str, Any]] = deployment.get("resources") or []
-        return resources
+        return [unwrap_secrets(r) for r in resources] if show_secrets else resources
 
     def resource(self, name: str, *, show_secrets: bool = False) -> dict[str, Any]:
         """The state entry of the resource whose URN ends in `::name`."""
@@ -208,3 +209,19 @@ class DockyardStack:
     def command(self, *args: str) -> list[str]:
         """argv of a CLI run this module does not wait for (see `interrupted_up`)."""
         return [str(self.cli.executable), *args, "--stack", self.name, "--non-interactive"]
+
+
+# Marks a secret value in a checkpoint.
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+
+
+def unwrap_secrets(value: Any) -> Any:
+    """Replace `{SECRET_SIG: ..., "plaintext": "<json>"}` (an export with --show-secrets)
+    by the decoded value."""
+    if isinstance(value, dict):
+        if SECRET_SIG in value and "plaintext" in value:
+            return unwrap_secrets(json.loads(value["plaintext"]))
+        return {k: unwrap_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap_secrets(v) for v in value]
+    return value

@@ -8,6 +8,7 @@ from dockyard_resources.config import validate_hosts
 from tests.program.harness import (
     HOST_TYPE,
     SEEN_HOST_KEY,
+    STACK,
     VM_HOST_KEY,
     VM_PRIVATE_KEY,
     ProgramRun,
@@ -129,7 +130,7 @@ def test_qemu_host_boots_a_local_vm_before_the_sysbox_host() -> None:
 
     (vm,) = run.dynamic("LocalVm")
     assert vm.name == "local-1-vm"
-    assert vm.plain("vmName") == "local-1"
+    assert vm.plain("vmName") == f"{STACK}-local-1"  # per stack: stacks never share a VM
     assert (vm.plain("memoryMb"), vm.plain("cpus"), vm.plain("diskGb")) == (3072, 2, 12)
     assert vm.plain("suite") == "trixie"
     sysbox = run.named("local-1-sysbox")
