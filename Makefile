@@ -13,7 +13,7 @@ export PULUMI_CONFIG_PASSPHRASE_FILE ?= $(DOCKYARD_CACHE)/passphrase
 export PULUMI_SKIP_UPDATE_CHECK := 1
 export PULUMI_DIY_BACKEND_NO_LEGACY_WARNING := 1
 
-.PHONY: up destroy preview test lint typecheck validate setup system-deps venv clean-venv
+.PHONY: up destroy preview test lint typecheck validate setup system-deps venv clean-venv pulumi-cli
 
 ## up: set everything up and deploy the `local` stack (a QEMU VM with two instances)
 up: setup
@@ -27,8 +27,12 @@ destroy: setup
 	scripts/pulumi-stack.sh destroy $(STACK)
 
 ## test: lint, type-check and run the whole test suite (what CI runs)
-test: setup lint typecheck
+test: setup lint typecheck pulumi-cli
 	$(VENV)/bin/python -m pytest
+
+## pulumi-cli: find `pulumi` on PATH or build it from Go modules (cached outside the repo)
+pulumi-cli:
+	scripts/pulumi-cli.sh >/dev/null
 
 lint: venv
 	$(VENV)/bin/ruff check .

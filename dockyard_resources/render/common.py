@@ -47,7 +47,7 @@ def template_env() -> jinja2.Environment:
     env = jinja2.Environment(
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
-        autoescape=False,
+        autoescape=False,  # noqa: S701 - renders shell scripts and unit files, not HTML
         trim_blocks=True,
         lstrip_blocks=True,
     )
