@@ -5,7 +5,6 @@ from collections.abc import Iterator
 import pytest
 
 from dockyard_resources.transport import close_all
-from tests.fixtures.sshd import ssh_keys, sshd, sudo_user  # noqa: F401  (fixtures)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
