@@ -314,6 +314,9 @@ _INSPECT = _ENV.from_string(
     r"""
 install_status() {  # dir sha256 -> "ok" | why it is not
   local dir=$1 sha=$2
+  # The install script verified (or built) this dir under the host lock a moment ago:
+  # hashing ~250 MB of binaries again would only cost time.
+  case " ${verified_dirs:-} " in *" $dir=$sha "*) echo ok; return ;; esac
   if [ ! -d "$dir" ]; then echo missing; return; fi
   if [ "$(cat "$dir/.dockyard-artifact" 2>/dev/null)" != "$sha" ]; then
     echo "other artifact"; return
@@ -466,6 +469,7 @@ install_dir() {  # name dir sha extract-command...
   shift 3
   if [ "$(cat "$dir/.dockyard-artifact" 2>/dev/null)" = "$sha" ] \
       && (cd "$dir" && sha256sum --quiet --strict -c .dockyard-manifest >/dev/null 2>&1); then
+    verified_dirs="${verified_dirs:-} $dir=$sha"
     return 0
   fi
   local tmp=$dir.tmp
@@ -485,6 +489,7 @@ install_dir() {  # name dir sha extract-command...
   if [ -e "$dir" ]; then mv "$dir" "$dir.old"; fi
   mv "$tmp" "$dir"
   rm -rf "$dir.old"
+  verified_dirs="${verified_dirs:-} $dir=$sha"
   action "$name binaries installed into $dir"
 }
 extract_tar() { tar -xzf {{ cache_dir }}/{{ docker.sha256 | q }} -C "$1"; }
@@ -521,7 +526,7 @@ if ! id -u sysbox >/dev/null 2>&1; then
 fi
 # Exactly one sysbox line in each subid file: a second one breaks container creation.
 for f in /etc/subuid /etc/subgid; do
-  touch "$f"
+  if [ ! -e "$f" ]; then : > "$f"; fi  # not touch: a re-run must not change anything
   count=$(grep -c '^sysbox:' "$f" || true)
   if [ "$count" -gt 1 ]; then
     first=$(grep -m1 '^sysbox:' "$f")

@@ -32,6 +32,10 @@ from .masking import mask, mask_pieces
 from .target import ResolvedTarget
 
 log = logging.getLogger(__name__)
+# paramiko logs every failed attempt (with a traceback) at ERROR level; while a host
+# boots those are expected, and this module reports the last one when it gives up.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+logging.getLogger("paramiko").propagate = False
 
 # Per-attempt limits: each socket operation is bounded even if the deadline is far.
 TCP_CONNECT_TIMEOUT = 10.0

@@ -78,6 +78,9 @@ if [ -n "$dev" ]; then
     if [ -f "$seed/hostname" ]; then
         cp "$seed/hostname" /etc/hostname
         hostname "$(cat /etc/hostname)"
+        # sudo warns on every call when the own hostname does not resolve.
+        printf '127.0.0.1 localhost\n127.0.1.1 %s\n::1 localhost ip6-localhost ip6-loopback\n' \
+            "$(cat /etc/hostname)" > /etc/hosts
     fi
     umount "$seed"
     rmdir "$seed"

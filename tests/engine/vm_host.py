@@ -11,6 +11,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
+from dockyard_resources.render.instance import MARKER as INSTANCE_MARKER
 from dockyard_resources.transport import SshTarget
 from dockyard_resources.vm import runner
 from tests.hosts.checks import SshShell
@@ -81,8 +82,10 @@ class VmHost:
                 f"test -e /etc/systemd/system/{group}.service && echo 'unit {prefix}docker'",
             ]
         checks += [
-            # Instance units carry a marker line; any unit left with it is ours.
-            "grep -lsF 'dockyard' /etc/systemd/system/*.service | sed 's/^/unit file /'",
+            # Instance units carry a marker line; any unit left with it is ours (the VM image's
+            # own dockyard-seed.service is not Dockyard's and has no marker).
+            f"grep -lsF {shlex.quote(INSTANCE_MARKER)} /etc/systemd/system/*.service"
+            " | sed 's/^/unit file /'",
             "iptables -w -S | grep -F 'dockyard:' | sed 's/^/iptables filter /'",
             "iptables -w -t nat -S | grep -F 'dockyard:' | sed 's/^/iptables nat /'",
             "pgrep -a -x 'dockerd|containerd|sysbox-mgr|sysbox-fs' | sed 's/^/process /'",

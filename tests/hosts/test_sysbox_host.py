@@ -1,44 +1,75 @@
-"""SysboxHost on the QEMU test host with the STAND-IN artifacts (artifactsMode upload).
+"""SysboxHost on the QEMU test host with the STAND-IN artifacts.
 
 Provider methods are called directly; the engine-level runs are tested elsewhere. Each VM
-round trip costs seconds under TCG, so the lifecycle is one scenario on the shared test host
-that ends with the host clean again (delete), plus two failure scenarios that also clean up.
+round trip costs seconds under TCG, so every scenario runs on the shared session test host
+and ends with the host clean again (delete in `finally`), which lets the next one start from
+a bare host without booting another VM.
 """
 
 from __future__ import annotations
 
+import http.server
+import shutil
+import socket
 import threading
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pulumi
 import pytest
 
 from dockyard_resources.hostops import artifacts
 from dockyard_resources.hostops import sysbox_host as ops
+from dockyard_resources.providers import sysbox_host as provider_module
 from dockyard_resources.providers.sysbox_host import SysboxHostProvider, diff_props
 from dockyard_resources.render import sysbox_host as r
 from dockyard_resources.render.common import HOST_LOCK
-from dockyard_resources.transport import SshTarget, TransportError, session
+from dockyard_resources.transport import CommandFailed, ConnectionLost, SshTarget, session
+from tests.fixtures.vm import TestHost
+from tests.hosts.checks import File, Service, SshShell, User
+from tools.standins.build import Standins
 
 pytestmark = pytest.mark.vm
 
-FAKE_INSTANCE_UNIT = "/etc/systemd/system/dyfake_docker.service"
+DOCKER_VERSION = "29.2.1"
+SYSBOX_VERSION = "0.6.7"
+DOCKER_DIR = r.docker_dir(DOCKER_VERSION)
+SYSBOX_DIR = r.sysbox_dir(SYSBOX_VERSION)
+FAKE_INSTANCE_UNIT = f"{r.SYSTEMD_DIR}/dyfake_docker.service"
+# QEMU user networking (slirp) forwards this guest address to the test machine's 127.0.0.1.
+SLIRP_HOST = "10.0.2.2"
 # Everything a SysboxHost may leave on a host; after delete none of it may exist.
 HOST_PATHS = (
     r.LIB_ROOT,
-    r.CACHE_DIR,
+    r.CACHE_DIR.rsplit("/", 1)[0],
     r.DATA_DIR,
     r.LOG_DIR,
+    r.RUN_DIR,
     r.UNIT_PATH,
     r.SYSCTL_PATH,
     r.SYSBOXFS_MOUNTPOINT,
 )
+# What a no-op re-run must leave untouched: inode, size and mtime of every installed file.
+# (The log and data dirs change on purpose: every run starts the service once to verify it.)
+SNAPSHOT_SCRIPT = f"""
+find {r.LIB_ROOT} {r.CACHE_DIR} -printf '%p %i %s %T@\\n' | sort
+stat -c '%n %i %s %Y' {r.UNIT_PATH} {r.SYSCTL_PATH} /etc/passwd /etc/group /etc/subuid \\
+  /etc/subgid
+"""
+
+
+# --- inputs --------------------------------------------------------------------------------
 
 
 def connection(target: SshTarget) -> dict[str, Any]:
     key = target.private_key
     if key is None and target.key_file:
         key = Path(target.key_file).read_text()
+    # No hostKey: the first create pins the key it sees (trust on first use), as in a stack.
     return {
         "host": target.host,
         "port": float(target.port or 22),
@@ -47,182 +78,382 @@ def connection(target: SshTarget) -> dict[str, Any]:
     }
 
 
-def props(target: SshTarget, standins: Any, **changes: Any) -> dict[str, Any]:
-    inputs: dict[str, Any] = {
+def artifact_spec(version: str, url: str, sha256: str) -> dict[str, Any]:
+    return {"version": version, "artifacts": {"x86_64": {"url": url, "sha256": sha256}}}
+
+
+def props(
+    target: SshTarget,
+    standins: Standins,
+    *,
+    mode: str = "upload",
+    docker_url: str | None = None,
+    sysbox_url: str | None = None,
+    docker_sha: str | None = None,
+    sysbox_sha: str | None = None,
+) -> dict[str, Any]:
+    return {
         "connection": connection(target),
         "hostName": "testhost",
-        "docker": {
-            "version": "29.2.1",
-            "artifacts": {
-                "x86_64": {"url": str(standins.docker.path), "sha256": standins.docker.sha256}
-            },
-        },
-        "sysbox": {
-            "version": "0.6.7",
-            "artifacts": {
-                "x86_64": {"url": str(standins.sysbox.path), "sha256": standins.sysbox.sha256}
-            },
-        },
-        "artifactsMode": "upload",
+        "docker": artifact_spec(
+            DOCKER_VERSION,
+            docker_url or str(standins.docker.path),
+            docker_sha or standins.docker.sha256,
+        ),
+        "sysbox": artifact_spec(
+            SYSBOX_VERSION,
+            sysbox_url or str(standins.sysbox.path),
+            sysbox_sha or standins.sysbox.sha256,
+        ),
+        "artifactsMode": mode,
         "allowSysboxRestart": False,
     }
-    inputs.update(changes)
-    return inputs
 
 
-def sh(host: Any, script: str) -> str:
-    result = host.run(script)
-    assert result.exit_code == 0, result.stderr
-    return str(result.stdout)
+# --- host state ----------------------------------------------------------------------------
 
 
-def host_report(host: Any) -> dict[str, str]:
-    """One round trip: which Dockyard paths exist, the sysbox user and subid lines, the unit."""
-    checks = " ".join(HOST_PATHS)
-    out = sh(
-        host,
+@pytest.fixture(scope="module")
+def shell(test_host: TestHost) -> SshShell:
+    return SshShell(test_host.target)
+
+
+def host_leftovers(shell: SshShell) -> list[str]:
+    """Every trace of a SysboxHost still on the host, in one round trip."""
+    out = shell.out(
         f"""
-for p in {checks}; do if [ -e "$p" ]; then echo "path $p"; fi; done
-if id -u sysbox >/dev/null 2>&1; then echo "user sysbox"; fi
-echo "subuid $(grep -c '^sysbox:' /etc/subuid || true)"
-echo "subgid $(grep -c '^sysbox:' /etc/subgid || true)"
-echo "active $(systemctl is-active {r.SERVICE_NAME} || true)"
-echo "enabled-units $(systemctl list-unit-files {r.SERVICE_NAME} --no-legend | wc -l)"
-""",
+for p in {" ".join(HOST_PATHS)}; do if [ -e "$p" ]; then echo "path $p"; fi; done
+if getent passwd sysbox >/dev/null; then echo "user sysbox"; fi
+grep -H '^sysbox:' /etc/subuid /etc/subgid || true
+state=$(systemctl show -p LoadState --value {r.SERVICE_NAME})
+if [ "$state" != not-found ]; then echo "unit {r.SERVICE_NAME} $state"; fi
+"""
     )
-    report: dict[str, str] = {}
-    for line in out.splitlines():
-        key, _, value = line.partition(" ")
-        report[f"{key} {value}" if key == "path" else key] = value
-    return report
+    return [line for line in out.splitlines() if line]
 
 
-def clean_host(provider: SysboxHostProvider, outs: dict[str, Any], host: Any) -> None:
-    sh(host, f"rm -f {FAKE_INSTANCE_UNIT}")
-    provider.delete("id", outs)
+def nothing_installed(shell: SshShell) -> list[str]:
+    """Installed parts (not the artifact cache, which a failed run may have filled)."""
+    return [line for line in host_leftovers(shell) if not line.startswith("path /var/cache/")]
 
 
-def test_lifecycle(test_host: Any, standins: Any) -> None:
+def cached_artifacts(shell: SshShell) -> list[str]:
+    return shell.out(f"ls {r.CACHE_DIR} 2>/dev/null || true").split()
+
+
+# --- log capture ---------------------------------------------------------------------------
+
+
+@dataclass
+class Logs:
+    """What the provider told the Pulumi engine (info lines, warnings)."""
+
+    infos: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def said(self, text: str) -> bool:
+        return any(text in line for line in self.infos)
+
+
+@pytest.fixture
+def logs(monkeypatch: pytest.MonkeyPatch) -> Logs:
+    captured = Logs()
+    monkeypatch.setattr(provider_module, "_log", captured.infos.append)
+    monkeypatch.setattr(pulumi.log, "warn", lambda msg, *_a, **_k: captured.warnings.append(msg))
+    return captured
+
+
+# --- an HTTP server the VM downloads from --------------------------------------------------
+
+
+@dataclass
+class ArtifactServer:
+    port: int = 0
+    gets: Counter[str] = field(default_factory=Counter)
+    user_agents: set[str] = field(default_factory=set)
+
+    def url(self, path: str) -> str:
+        return f"http://{SLIRP_HOST}:{self.port}{path}"
+
+
+@contextmanager
+def serve_files(files: Mapping[str, Path]) -> Iterator[ArtifactServer]:
+    """Serve `files` (URL path -> local file) on 127.0.0.1 for the duration of the block,
+    counting GETs per path."""
+    record = ArtifactServer()
+    lock = threading.Lock()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        timeout = 120  # a stalled client cannot hold a handler thread forever
+
+        def do_GET(self) -> None:
+            with lock:
+                record.gets[self.path] += 1
+                record.user_agents.add(self.headers.get("User-Agent", ""))
+            path = files.get(self.path)
+            if path is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(path.stat().st_size))
+            self.end_headers()
+            with path.open("rb") as source:
+                shutil.copyfileobj(source, self.wfile)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return None  # the counters are the record; keep pytest's output readable
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2})
+    thread.start()
+    try:
+        record.port = int(server.server_address[1])
+        yield record
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=30)
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- scenarios -----------------------------------------------------------------------------
+
+
+def test_lifecycle(test_host: TestHost, shell: SshShell, standins: Standins, logs: Logs) -> None:
     provider = SysboxHostProvider()
     inputs = props(test_host.target, standins)
-
-    # create: everything in place, the service verified and stopped again (no instance).
-    created = provider.create(inputs)
-    outs = created.outs
-    assert outs is not None
+    outs: dict[str, Any] = {}
     try:
-        assert outs["dockerDir"] == "/usr/local/lib/dockyard/docker-29.2.1"
-        assert outs["sysboxDir"] == "/usr/local/lib/dockyard/sysbox-0.6.7"
+        # create: everything in place, the service verified and stopped again (no instance).
+        created = provider.create(inputs)
+        assert created.outs is not None
+        outs = created.outs
+        assert outs["dockerDir"] == DOCKER_DIR
+        assert outs["sysboxDir"] == SYSBOX_DIR
+        assert outs["dockerVersion"] == DOCKER_VERSION
+        assert outs["sysboxVersion"] == SYSBOX_VERSION
         assert outs["dockerSha256"] == standins.docker.sha256
         assert outs["sysboxSha256"] == standins.sysbox.sha256
         assert outs["arch"] == "x86_64"
-        assert outs["hostKey"].startswith("ssh-")
+        assert outs["distro"].startswith("Debian")
+        assert outs["hostKey"].split()[:2] == test_host.host_key.split()[:2]
         assert outs["connection"]["hostKey"] == outs["hostKey"]
         assert outs["hostKeyFingerprint"].startswith("SHA256:")
         assert outs["drift"] == []
-        report = host_report(test_host)
-        assert f"path {r.UNIT_PATH}" in report
-        assert report["user"] == "sysbox"
-        assert report["subuid"] == "1" and report["subgid"] == "1"
-        assert report["active"] == "inactive"
-        binaries = sh(test_host, f"ls {r.docker_dir('29.2.1')} {r.sysbox_dir('0.6.7')}")
+        assert logs.said("uploaded docker") and logs.said("uploaded sysbox")
+        service = Service.of(shell, r.SERVICE_NAME)
+        assert service.unit_file_exists and not service.active, service
+        assert User.of(shell, "sysbox").exists
+        assert shell.out("grep -c '^sysbox:' /etc/subuid /etc/subgid").split() == [
+            "/etc/subuid:1",
+            "/etc/subgid:1",
+        ]
+        installed = shell.out(f"ls {DOCKER_DIR} {SYSBOX_DIR}").split()
         for binary in (*r.DOCKER_BINARIES, *r.SYSBOX_BINARIES):
-            assert binary in binaries.split()
+            assert binary in installed
+        assert sorted(cached_artifacts(shell)) == sorted(
+            [standins.docker.sha256, standins.sysbox.sha256]
+        )
+        assert shell.out(f"ls {r.UPLOAD_DIR} | grep -c dockyard-artifact || true") == "0"
 
         # read right after create: no drift, same outputs.
         read = provider.read(created.id, outs)
         assert read.outs == outs
 
-        # a second install with the same inputs uploads and changes nothing.
-        again = ops.install(
-            SshTarget.from_props(outs["connection"]), ops.HostRequest.from_props(inputs)
-        )
-        assert again.actions == []
+        # a second run with the same inputs uploads and changes nothing.
+        before = shell.out(SNAPSHOT_SCRIPT)
         assert diff_props(outs, inputs) == ([], [])
+        logs.infos.clear()
+        again = provider.update(created.id, outs, inputs)
+        assert again.outs == outs
+        assert "SysboxHost testhost: nothing to change" in logs.infos, logs.infos
+        assert not logs.said("uploaded")
+        assert shell.out(SNAPSHOT_SCRIPT) == before
+        assert not Service.of(shell, r.SERVICE_NAME).active
 
         # tampering shows in read and update repairs it.
-        sh(
-            test_host,
-            f"rm {r.docker_dir('29.2.1')}/dockerd && echo '# edited' >> {r.UNIT_PATH}",
-        )
+        shell.out(f"rm {DOCKER_DIR}/dockerd && echo '# edited' >> {r.UNIT_PATH}")
         drifted = provider.read(created.id, outs).outs
         assert drifted is not None
-        assert "docker 29.2.1: binaries changed or missing" in drifted["drift"]
-        assert any(r.UNIT_PATH in d for d in drifted["drift"])
-        assert drifted["dockerSha256"] == ""
+        assert f"docker {DOCKER_VERSION}: binaries changed or missing" in drifted["drift"]
+        assert f"{r.UNIT_PATH}: content differs from what Dockyard writes" in drifted["drift"]
+        assert len(drifted["drift"]) == 2, drifted["drift"]
+        assert drifted["dockerSha256"] == "" and drifted["dockerVersion"] == ""
         changed, replaces = diff_props(drifted, inputs)
         assert "drift" in changed and replaces == []
+        logs.infos.clear()
         updated = provider.update(created.id, drifted, inputs).outs
         assert updated == outs
+        assert logs.said(f"docker binaries installed into {DOCKER_DIR}")
+        assert logs.said(f"file {r.UNIT_PATH} written")
+        assert not logs.said("uploaded")  # repaired from the host's cache
+        assert File.of(shell, f"{DOCKER_DIR}/dockerd").mode == 0o755
         assert provider.read(created.id, updated).outs == outs
 
-        # delete while an instance unit exists keeps the shared parts.
-        sh(test_host, f"printf '# dockyard-instance: dyfake_\\n' > {FAKE_INSTANCE_UNIT}")
+        # delete while an instance unit exists keeps the shared parts and says why.
+        shell.out(f"printf '{r.INSTANCE_MARKER} dyfake_\\n' > {FAKE_INSTANCE_UNIT}")
         provider.delete(created.id, outs)
-        report = host_report(test_host)
-        assert f"path {r.UNIT_PATH}" in report and f"path {r.LIB_ROOT}" in report
-        assert report["user"] == "sysbox"
+        assert any(FAKE_INSTANCE_UNIT in w for w in logs.warnings), logs.warnings
+        assert Service.of(shell, r.SERVICE_NAME).unit_file_exists
+        assert File.of(shell, f"{DOCKER_DIR}/dockerd").exists
+        assert File.of(shell, f"{SYSBOX_DIR}/sysbox-fs").exists
+        assert User.of(shell, "sysbox").exists
     finally:
-        clean_host(provider, outs, test_host)
+        shell.out(f"rm -f {FAKE_INSTANCE_UNIT}")
+        provider.delete("id", outs or inputs)
 
     # delete without instances leaves nothing; a second delete is a no-op.
-    report = host_report(test_host)
-    assert [k for k in report if k.startswith("path ")] == []
-    assert "user" not in report
-    assert report["subuid"] == "0" and report["subgid"] == "0"
-    assert report["enabled-units"] == "0"
+    assert host_leftovers(shell) == []
+    assert not User.of(shell, "sysbox").exists
     second = ops.remove(SshTarget.from_props(outs["connection"]))
     assert second.actions == [] and second.kept_for == []
 
 
-def test_wrong_sha256_fails_clearly_and_installs_nothing(test_host: Any, standins: Any) -> None:
-    inputs = props(test_host.target, standins)
-    inputs["sysbox"]["artifacts"]["x86_64"]["sha256"] = "0" * 64
-    with pytest.raises(artifacts.ArtifactError) as failed:
-        SysboxHostProvider().create(inputs)
-    message = str(failed.value)
-    assert "sysbox artifact: sha256 mismatch" in message
-    assert f"expected {'0' * 64}, got {standins.sysbox.sha256}" in message
-    report = host_report(test_host)
-    assert [k for k in report if k.startswith("path ")] == []
-    assert "user" not in report
-    uploads = sh(test_host, f"ls {r.UPLOAD_DIR} | grep -c dockyard-artifact || true")
-    assert uploads.strip() == "0"
+def test_wrong_sha256_fails_clearly_and_installs_nothing(
+    test_host: TestHost, shell: SshShell, standins: Standins
+) -> None:
+    wrong = "0" * 64
+    inputs = props(test_host.target, standins, sysbox_sha=wrong)
+    try:
+        with pytest.raises(artifacts.ArtifactError) as failed:
+            SysboxHostProvider().create(inputs)
+        message = str(failed.value)
+        assert "sysbox artifact: sha256 mismatch" in message
+        assert f"expected {wrong}, got {standins.sysbox.sha256}" in message
+        assert "nothing was installed" in message
+        # Checked before anything is sent: not even the correct docker artifact went over.
+        assert host_leftovers(shell) == []
+        assert shell.out(f"ls {r.UPLOAD_DIR} | grep -c dockyard-artifact || true") == "0"
+    finally:
+        SysboxHostProvider().delete("id", inputs)
 
 
-def test_create_killed_halfway_converges_on_rerun(test_host: Any, standins: Any) -> None:
+def test_create_killed_halfway_converges_on_rerun(
+    test_host: TestHost, shell: SshShell, standins: Standins, logs: Logs
+) -> None:
     inputs = props(test_host.target, standins)
     target = SshTarget.from_props(inputs["connection"])
-    killed = threading.Event()
+    ssh = session(target)  # the pooled session install() uses
+    dropped: list[str] = []
 
-    def kill_install() -> None:
-        # Every process holding the host lock is the install script or one of its children.
-        session(target).run(
-            """for fd in /proc/[0-9]*/fd/9; do
-  if [ "$(readlink "$fd" 2>/dev/null)" = """
-            + HOST_LOCK
-            + """ ]; then
-    pid=${fd#/proc/}; kill -KILL "${pid%%/*}" 2>/dev/null || true
-  fi
-done""",
-            step="kill the install",
-        )
-        killed.set()
-
-    def on_action(action: str) -> None:
-        if action.startswith("docker binaries installed") and not killed.is_set():
-            threading.Thread(target=kill_install, daemon=True).start()
+    def drop_connection_after_docker(action: str) -> None:
+        # Runs in the reader of the install's output: the connection dies mid-script, as
+        # when the machine running Pulumi crashes or the network goes away.
+        if action.startswith("docker binaries installed") and not dropped:
+            dropped.append(action)
+            ssh.drop_connection()
 
     provider = SysboxHostProvider()
     outs: dict[str, Any] = {}
     try:
-        with pytest.raises(TransportError):
-            ops.install(target, ops.HostRequest.from_props(inputs), on_action)
-        assert killed.is_set()
+        with pytest.raises(ConnectionLost):
+            ops.install(target, ops.HostRequest.from_props(inputs), drop_connection_after_docker)
+        assert dropped
+        # The orphaned script dies at its next write to the dead connection; waiting for
+        # the host lock waits for it.
+        shell.out(f"flock -w 600 {HOST_LOCK} true")
+        assert File.of(shell, f"{DOCKER_DIR}/dockerd").exists
+        assert not File.of(shell, r.UNIT_PATH).exists, "the first run was not cut short"
+
         created = provider.create(inputs)
         assert created.outs is not None
         outs = created.outs
         assert outs["drift"] == []
+        assert not logs.said("uploaded")  # the artifacts made it into the cache
+        assert not logs.said("docker binaries installed")  # finished work is kept
+        assert logs.said(f"file {r.UNIT_PATH} written")
         assert provider.read(created.id, outs).outs == outs
+        assert not Service.of(shell, r.SERVICE_NAME).active
     finally:
         provider.delete("id", outs or inputs)
+    assert host_leftovers(shell) == []
+
+
+def test_download_mode_fetches_on_the_host_verifies_and_caches(
+    test_host: TestHost, shell: SshShell, standins: Standins, logs: Logs
+) -> None:
+    files = {
+        "/docker.tgz": standins.docker.path,
+        "/sysbox.deb": standins.sysbox.path,
+        "/wrong-pin/sysbox.deb": standins.sysbox.path,
+    }
+    provider = SysboxHostProvider()
+    outs: dict[str, Any] = {}
+    with serve_files(files) as server:
+        inputs = props(
+            test_host.target,
+            standins,
+            mode="download",
+            docker_url=server.url("/docker.tgz"),
+            sysbox_url=server.url("/sysbox.deb"),
+        )
+        try:
+            # A wrong pin: the host downloads the file, rejects it and installs nothing.
+            wrong = "f" * 64
+            bad_url = server.url("/wrong-pin/sysbox.deb")
+            bad = {**inputs, "sysbox": artifact_spec(SYSBOX_VERSION, bad_url, wrong)}
+            with pytest.raises(CommandFailed) as failed:
+                provider.create(bad)
+            message = str(failed.value)
+            assert f"sysbox artifact: sha256 mismatch: expected {wrong}, got " in message
+            assert standins.sysbox.sha256 in message and "nothing was installed" in message
+            assert nothing_installed(shell) == []
+            assert standins.sysbox.sha256 not in cached_artifacts(shell)
+
+            created = provider.create(inputs)
+            assert created.outs is not None
+            outs = created.outs
+            assert outs["drift"] == []
+            assert outs["sysboxSha256"] == standins.sysbox.sha256
+            # One GET per artifact, made by curl on the host; docker came from the cache
+            # the failed run had filled.
+            assert server.gets == {"/docker.tgz": 1, "/sysbox.deb": 1, "/wrong-pin/sysbox.deb": 1}
+            assert all(agent.startswith("curl/") for agent in server.user_agents)
+            assert logs.said(f"artifact sysbox: downloaded {server.url('/sysbox.deb')}")
+            assert sorted(cached_artifacts(shell)) == sorted(
+                [standins.docker.sha256, standins.sysbox.sha256]
+            )
+
+            # The same inputs again: nothing downloaded, nothing changed.
+            logs.infos.clear()
+            again = provider.update(created.id, outs, inputs)
+            assert again.outs == outs
+            assert "SysboxHost testhost: nothing to change" in logs.infos, logs.infos
+            assert server.gets == {"/docker.tgz": 1, "/sysbox.deb": 1, "/wrong-pin/sysbox.deb": 1}
+        finally:
+            provider.delete("id", outs or inputs)
+    assert host_leftovers(shell) == []
+
+
+def test_download_from_unreachable_url_points_at_upload_mode(
+    test_host: TestHost, shell: SshShell, standins: Standins
+) -> None:
+    base = f"http://{SLIRP_HOST}:{closed_port()}"
+    inputs = props(
+        test_host.target,
+        standins,
+        mode="download",
+        docker_url=f"{base}/docker.tgz",
+        sysbox_url=f"{base}/sysbox.deb",
+    )
+    provider = SysboxHostProvider()
+    try:
+        with pytest.raises(CommandFailed) as failed:
+            provider.create(inputs)
+        message = str(failed.value)
+        assert f"docker artifact: the host could not download {base}/docker.tgz" in message
+        assert "set 'artifacts: upload' for it" in message
+        assert "use the testbed stack with STAND-IN artifacts" in message
+        assert nothing_installed(shell) == []
+        assert cached_artifacts(shell) == []
+    finally:
+        provider.delete("id", inputs)
+    assert host_leftovers(shell) == []
