@@ -13,7 +13,7 @@ export PULUMI_CONFIG_PASSPHRASE_FILE ?= $(DOCKYARD_CACHE)/passphrase
 export PULUMI_SKIP_UPDATE_CHECK := 1
 export PULUMI_DIY_BACKEND_NO_LEGACY_WARNING := 1
 
-.PHONY: up destroy preview test lint typecheck validate setup system-deps venv clean-venv pulumi-cli
+.PHONY: up destroy preview test lint typecheck validate setup system-deps venv clean-venv pulumi-cli test-artifacts
 
 ## up: set everything up and deploy the `local` stack (a QEMU VM with two instances)
 up: setup
@@ -27,8 +27,15 @@ destroy: setup
 	scripts/pulumi-stack.sh destroy $(STACK)
 
 ## test: lint, type-check and run the whole test suite (what CI runs)
-test: setup lint typecheck pulumi-cli
-	$(VENV)/bin/python -m pytest
+# Two workers: QEMU under TCG keeps about one core busy per VM, so the two VM
+# groups (see tests/conftest.py) run side by side; caches are built first.
+test: setup lint typecheck pulumi-cli test-artifacts
+	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup
+
+## test-artifacts: the cached VM image and the STAND-IN Docker/sysbox artifacts
+test-artifacts: venv
+	$(VENV)/bin/python -m dockyard_resources.vm.image
+	$(VENV)/bin/python -m tools.standins
 
 ## pulumi-cli: find `pulumi` on PATH or build it from Go modules (cached outside the repo)
 pulumi-cli:
