@@ -27,10 +27,9 @@ destroy: setup
 	scripts/pulumi-stack.sh destroy $(STACK)
 
 ## test: lint, type-check and run the whole test suite (what CI runs)
-# Two workers: QEMU under TCG keeps about one core busy per VM, so the two VM
-# groups (see tests/conftest.py) run side by side; caches are built first.
+# The caches (CLI, VM image, stand-ins) are built first, as steps of their own.
 test: setup lint typecheck pulumi-cli test-artifacts
-	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup
+	$(VENV)/bin/python -m pytest
 
 ## test-artifacts: the cached VM image and the STAND-IN Docker/sysbox artifacts
 test-artifacts: venv

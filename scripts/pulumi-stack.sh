@@ -22,6 +22,12 @@ if [ ! -f "$stack_file" ]; then
   exit 1
 fi
 
+# The offline testbed stack installs locally built STAND-IN artifacts: build them
+# (cached) so its sha256File pins exist.
+if [ "$stack" = testbed ]; then
+  .venv/bin/python -m tools.standins >/dev/null
+fi
+
 # Validate offline first: a bad stack file never reaches Pulumi or a host.
 .venv/bin/python -m dockyard_resources validate "$stack_file" >/dev/null || {
   .venv/bin/python -m dockyard_resources validate "$stack_file" >&2 || true
