@@ -12,13 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc, settings
 
 from dockyard_resources import program
 from dockyard_resources.components import DockyardHost
+from dockyard_resources.vm.keys import generate_ed25519
 
 PROJECT = "dockyard"
 STACK = "test"
@@ -35,17 +34,9 @@ VM_PRIVATE_KEY = (
 
 
 def new_ed25519_key() -> tuple[str, str]:
-    """A real key pair: (OpenSSH private key, public key line)."""
-    key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.OpenSSH,
-        serialization.NoEncryption(),
-    ).decode()
-    public = key.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    )
-    return private, public.decode()
+    """A real key pair: (OpenSSH private key, public key line without a comment)."""
+    pair = generate_ed25519("test")
+    return pair.private_openssh, " ".join(pair.public_line.split()[:2])
 
 
 def tls_private_key(name: str) -> str:
