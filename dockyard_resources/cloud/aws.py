@@ -8,9 +8,9 @@ import pulumi
 import pulumi_aws as aws
 
 from dockyard_resources.cloud import CloudServer
-from dockyard_resources.cloud.cloudinit import CLOUD_USER, render_user_data
+from dockyard_resources.cloud.cloudinit import render_user_data
 from dockyard_resources.cloud.keys import LoginKey, server_host_key
-from dockyard_resources.cloud.wait import wait_for_cloud_init
+from dockyard_resources.cloud.wait import ready_server
 from dockyard_resources.config.models import AwsProvision
 
 # Canonical, the publisher of the official Ubuntu AMIs.
@@ -126,13 +126,11 @@ def provision_aws(
             parent=parent, provider=provider, additional_secret_outputs=["userData"]
         ),
     )
-    wait = wait_for_cloud_init(
-        f"{host_name}-cloud-init",
-        host=instance.public_ip,
-        user=CLOUD_USER,
-        private_key=login.private_key,
-        host_key=host_key.public_key,
+    return ready_server(
+        host_name,
+        address=instance.public_ip,
         server_id=instance.id,
+        login=login,
+        host_key=host_key,
         parent=parent,
     )
-    return CloudServer(address=instance.public_ip, user=CLOUD_USER, host_key=host_key, ready=wait)

@@ -6,9 +6,9 @@ import pulumi
 import pulumi_hcloud as hcloud
 
 from dockyard_resources.cloud import CloudServer
-from dockyard_resources.cloud.cloudinit import CLOUD_USER, render_user_data
+from dockyard_resources.cloud.cloudinit import render_user_data
 from dockyard_resources.cloud.keys import LoginKey, server_host_key
-from dockyard_resources.cloud.wait import wait_for_cloud_init
+from dockyard_resources.cloud.wait import ready_server
 from dockyard_resources.config.models import HcloudProvision
 
 
@@ -54,13 +54,11 @@ def provision_hcloud(
         # The user data carries the server's private host key.
         opts=pulumi.ResourceOptions(parent=parent, additional_secret_outputs=["userData"]),
     )
-    wait = wait_for_cloud_init(
-        f"{host_name}-cloud-init",
-        host=server.ipv4_address,
-        user=CLOUD_USER,
-        private_key=login.private_key,
-        host_key=host_key.public_key,
+    return ready_server(
+        host_name,
+        address=server.ipv4_address,
         server_id=server.id,
+        login=login,
+        host_key=host_key,
         parent=parent,
     )
-    return CloudServer(address=server.ipv4_address, user=CLOUD_USER, host_key=host_key, ready=wait)

@@ -12,6 +12,10 @@ from typing import Final
 import pulumi
 from pulumi_command import remote
 
+from dockyard_resources.cloud import CloudServer
+from dockyard_resources.cloud.cloudinit import CLOUD_USER
+from dockyard_resources.cloud.keys import HostKey, LoginKey
+
 WAIT_COMMAND: Final = "cloud-init status --wait >/dev/null || [ $? -ne 1 ]"
 
 # pulumi-command retries the SSH dial (refused, timeouts, auth not yet possible) this many
@@ -47,3 +51,25 @@ def wait_for_cloud_init(
         triggers=[server_id],
         opts=pulumi.ResourceOptions(parent=parent),
     )
+
+
+def ready_server(
+    host_name: str,
+    *,
+    address: pulumi.Output[str],
+    server_id: pulumi.Input[str],
+    login: LoginKey,
+    host_key: HostKey,
+    parent: pulumi.Resource,
+) -> CloudServer:
+    """The server as Dockyard sees it: reachable once its cloud-init wait has run."""
+    wait = wait_for_cloud_init(
+        f"{host_name}-cloud-init",
+        host=address,
+        user=CLOUD_USER,
+        private_key=login.private_key,
+        host_key=host_key.public_key,
+        server_id=server_id,
+        parent=parent,
+    )
+    return CloudServer(address=address, user=CLOUD_USER, host_key=host_key, ready=wait)
