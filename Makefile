@@ -26,15 +26,19 @@ preview: setup
 destroy: setup
 	scripts/pulumi-stack.sh destroy $(STACK)
 
-## test: lint, type-check and run the whole test suite (what CI runs)
-# The caches (CLI, VM image, stand-ins) are built first, as steps of their own.
+## test: lint, type-check and run the whole test suite (what CI runs): pytest, then the
+## testbed stack through `python -m dockyard_resources ci` (acceptance suite included).
+# The caches (CLI, VM image, test bed artifacts, DinD image) are built first, as steps.
 test: setup lint typecheck pulumi-cli test-artifacts
-	$(VENV)/bin/python -m pytest
+	time scripts/test.sh
 
-## test-artifacts: the cached VM image and the STAND-IN Docker/sysbox artifacts
+## test-artifacts: the VM image, the test bed's Docker/sysbox choice (printed), the stand-ins
+## and the Docker-in-Docker test image (all cached outside the repo)
 test-artifacts: venv
 	$(VENV)/bin/python -m dockyard_resources.vm.image
-	$(VENV)/bin/python -m tools.standins
+	$(VENV)/bin/python -m tools.standins >/dev/null
+	$(VENV)/bin/python -m tools.testbed >/dev/null
+	$(VENV)/bin/python -m tools.testimage.dind_image --quiet >/dev/null
 
 ## pulumi-cli: find `pulumi` on PATH or build it from Go modules (cached outside the repo)
 pulumi-cli:

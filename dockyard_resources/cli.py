@@ -1,7 +1,9 @@
-"""Command line: `python -m dockyard_resources validate stacks/Pulumi.<stack>.yaml`.
+"""Command line: `python -m dockyard_resources validate FILE` and `... ci --stack-file FILE`.
 
-Checks a stack file offline (no Pulumi, no host) and prints its hosts and instances with their
-networks. Exit codes: 0 valid, 1 invalid configuration, 2 unreadable file or bad usage.
+`validate` checks a stack file offline (no Pulumi, no host) and prints its hosts and instances
+with their networks; `ci` runs a throw-away stack through its whole life (see `ci.py`).
+Exit codes: 0 valid/passed, 1 invalid configuration or a failed step, 2 unreadable file or
+bad usage.
 """
 
 from __future__ import annotations
@@ -9,8 +11,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TextIO
 
+from dockyard_resources import ci, workdir
 from dockyard_resources.config import (
     ConfigError,
     HostSpec,
@@ -92,7 +96,8 @@ def render_report(hosts: Sequence[HostSpec]) -> list[str]:
         lines.append("no instances")
     else:
         lines.extend(_table(instance_rows))
-        lines.append("* allocated (omitted in the stack file)")
+        lines.append("* allocated (omitted in the stack file) as for a new stack; a deployed stack")
+        lines.append("  keeps the networks its instances already have (see docs/configuration.md)")
     return lines
 
 
@@ -120,7 +125,7 @@ def validate_command(path: str, out: TextIO, err: TextIO) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m dockyard_resources",
-        description="Dockyard helper commands that need neither Pulumi nor a host.",
+        description="Dockyard's command line: offline validation and ephemeral CI stacks.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     validate = commands.add_parser(
@@ -135,6 +140,17 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument(
         "file", metavar="FILE", help="the stack file, e.g. stacks/Pulumi.local.yaml"
     )
+    ci.add_parser(commands)
+    prepared = commands.add_parser(
+        "workdir",
+        help="prepare the out-of-checkout project directory of a stack and print it",
+        description=(
+            "Write ${DOCKYARD_CACHE}/stacks/<stack>/ (a Pulumi project running this checkout)"
+            " with FILE's config merged in, and print its path: run `pulumi` there, and the"
+            " checkout's stack files stay as shipped."
+        ),
+    )
+    prepared.add_argument("file", metavar="FILE", type=Path, help="stacks/Pulumi.<stack>.yaml")
     return parser
 
 
@@ -142,4 +158,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "validate":
         return validate_command(args.file, sys.stdout, sys.stderr)
+    if args.command == "ci":
+        return ci.ci_command(args, sys.stdout, sys.stderr)
+    if args.command == "workdir":
+        try:
+            print(workdir.prepare(args.file))
+        except StackFileError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_UNREADABLE
+        return EXIT_OK
     return EXIT_UNREADABLE  # pragma: no cover - argparse rejects unknown commands

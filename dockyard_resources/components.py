@@ -1,9 +1,9 @@
 """`dockyard:index:Host`: one host's resources grouped so a preview reads as a tree.
 
 Inside a host the order is provision -> SysboxHost -> DockyardInstances: the SysboxHost
-depends on the provisioned machine, every instance on the SysboxHost, and the instances
-of a host do not depend on each other, so Pulumi creates them in parallel and destroys
-everything in reverse.
+depends on the provisioned machine, every instance on the SysboxHost and on the host's
+`NetworkAllocation` (where its networks come from), and the instances of a host do not
+depend on each other, so Pulumi creates them in parallel and destroys everything in reverse.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pulumi
 from dockyard_resources.cloud.keys import LoginKey
 from dockyard_resources.config.spec import HostSpec, InstanceSpec
 from dockyard_resources.providers.instance import DockyardInstance
+from dockyard_resources.providers.networks import NetworkAllocation, requested_props
 from dockyard_resources.providers.sysbox_host import SysboxHost
 from dockyard_resources.provisioning import ProvisionedHost, output_of, provision_host
 
@@ -43,9 +44,18 @@ INSTANCE_OUTPUT_KEYS: Final = (
 )
 
 
+def owner_id(resource_name: str) -> str:
+    """Who a resource's pieces on a host belong to (on-host markers, checked before changes)."""
+    return f"{pulumi.get_project()}/{pulumi.get_stack()}/{resource_name}"
+
+
 def instance_resource_name(host_name: str, prefix: str) -> str:
     # The prefix keeps its "_": host names never contain one, so no clash with "-sysbox".
     return f"{host_name}-{prefix}"
+
+
+def allocation_resource_name(host_name: str) -> str:
+    return f"{host_name}-networks"
 
 
 class DockyardHost(pulumi.ComponentResource):
@@ -53,6 +63,7 @@ class DockyardHost(pulumi.ComponentResource):
 
     provisioned: ProvisionedHost
     sysbox: SysboxHost
+    networks: NetworkAllocation
     instances: dict[str, DockyardInstance]
     outputs: dict[str, Any]
 
@@ -68,8 +79,10 @@ class DockyardHost(pulumi.ComponentResource):
         self.provisioned = provision_host(
             spec, self, ssh_private_key=ssh_private_key, login_key=login_key
         )
+        sysbox_name = f"{spec.name}-sysbox"
         self.sysbox = SysboxHost(
-            f"{spec.name}-sysbox",
+            sysbox_name,
+            owner=owner_id(sysbox_name),
             connection=self.provisioned.connection,
             host_name=spec.name,
             docker=spec.artifact_props("docker"),
@@ -78,6 +91,13 @@ class DockyardHost(pulumi.ComponentResource):
             allow_sysbox_restart=spec.allow_sysbox_restart,
             # SysboxHost itself keeps its `connection` output secret.
             opts=pulumi.ResourceOptions(parent=self, depends_on=self.provisioned.ready),
+        )
+        # Networks a deployed instance has stay with it: see providers/networks.py.
+        self.networks = NetworkAllocation(
+            allocation_resource_name(spec.name),
+            host_name=spec.name,
+            instances=[requested_props(instance) for instance in spec.instances],
+            opts=pulumi.ResourceOptions(parent=self),
         )
         self.instances = {
             instance.prefix: self._instance(spec.name, instance) for instance in spec.instances
@@ -88,16 +108,23 @@ class DockyardHost(pulumi.ComponentResource):
     def _instance(self, host_name: str, instance: InstanceSpec) -> DockyardInstance:
         # The SysboxHost has seen (or enforced) the host key: instances connect pinned.
         connection = {**self.provisioned.connection, "hostKey": self.sysbox.hostKey}
+        name = instance_resource_name(host_name, instance.prefix)
         return DockyardInstance(
-            instance_resource_name(host_name, instance.prefix),
+            name,
             {
+                "owner": owner_id(name),
                 "connection": connection,
                 "hostName": host_name,
                 "dockerDir": self.sysbox.dockerDir,
                 "sysboxDir": self.sysbox.sysboxDir,
+                # A changed artifact under the same version restarts the instance onto it.
+                "dockerSha256": self.sysbox.dockerSha256,
+                "sysboxSha256": self.sysbox.sysboxSha256,
                 **instance.props(),
+                # Not the fresh allocation of the spec: what the allocation resource keeps.
+                **self.networks.networks_of(instance.prefix),
             },
-            pulumi.ResourceOptions(parent=self, depends_on=[self.sysbox]),
+            pulumi.ResourceOptions(parent=self, depends_on=[self.sysbox, self.networks]),
         )
 
     def _outputs(self, spec: HostSpec) -> dict[str, Any]:

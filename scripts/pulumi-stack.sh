@@ -22,10 +22,11 @@ if [ ! -f "$stack_file" ]; then
   exit 1
 fi
 
-# The offline testbed stack installs locally built STAND-IN artifacts: build them
-# (cached) so its sha256File pins exist.
+# The offline testbed stack installs the test bed's artifacts (real ones from
+# $DOCKYARD_TEST_ARTIFACTS, the official downloads, or STAND-INs): choose and link them so
+# its sha256File pins exist. The choice is printed.
 if [ "$stack" = testbed ]; then
-  .venv/bin/python -m tools.standins >/dev/null
+  .venv/bin/python -m tools.testbed >/dev/null
 fi
 
 # Validate offline first: a bad stack file never reaches Pulumi or a host.
@@ -50,6 +51,12 @@ if [ -n "${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ] && [ ! -s "$PULUMI_CONFIG_PASSPHR
   (umask 077 && head -c 32 /dev/urandom | base64 >"$PULUMI_CONFIG_PASSPHRASE_FILE")
   echo "dockyard: generated a state passphrase in $PULUMI_CONFIG_PASSPHRASE_FILE (keep it)." >&2
 fi
+
+# Pulumi runs in the stack's own project directory outside the checkout (it writes the
+# passphrase salt into the stack file): the shipped stacks/*.yaml stay as they are.
+workdir=$(.venv/bin/python -m dockyard_resources workdir "$stack_file")
+cd "$workdir"
+echo "dockyard: stack $stack runs in $workdir (from $stack_file)" >&2
 
 if ! pulumi stack select "$stack" >/dev/null 2>&1; then
   pulumi stack init "$stack" --secrets-provider passphrase >/dev/null

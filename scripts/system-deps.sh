@@ -14,6 +14,7 @@ packages=(
   dpkg-dev          # dpkg-deb to build the sysbox stand-in package
   curl
   sudo              # the transport tests log in as a sudo user
+  shellcheck        # make lint and the tests check every rendered host script
 )
 
 missing=()

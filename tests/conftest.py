@@ -1,7 +1,40 @@
-"""Fixture modules shared by every test package (each starts what it needs)."""
+"""Fixture modules shared by every test package (each starts what it needs), and the wall time
+of each test group (unit, program, transport, vm, hosts, engine) printed at the end."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Any
+
+import pytest
 
 pytest_plugins = [
     "tests.fixtures.sshd",
     "tests.fixtures.vm",
     "tests.fixtures.pulumi_cli",
+    "tests.fixtures.artifacts",
 ]
+
+_GROUP_SECONDS: defaultdict[str, float] = defaultdict(float)
+_STARTED = time.monotonic()
+
+
+def _group(nodeid: str) -> str:
+    parts = nodeid.split("/")
+    return parts[1] if len(parts) > 2 and parts[0] == "tests" else parts[0]
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # setup + call + teardown: a group's VM boots and teardowns count for that group.
+    _GROUP_SECONDS[_group(report.nodeid)] += report.duration
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _GROUP_SECONDS:
+        return
+    terminalreporter.section("wall time per test group")
+    for group, seconds in _GROUP_SECONDS.items():
+        terminalreporter.write_line(f"{group:12s} {seconds / 60:6.1f} min")
+    total = time.monotonic() - _STARTED
+    terminalreporter.write_line(f"{'pytest total':12s} {total / 60:6.1f} min")

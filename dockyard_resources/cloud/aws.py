@@ -120,7 +120,14 @@ def provision_aws(
         root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
             volume_size=provision.disk_gb, volume_type="gp3", delete_on_termination=True
         ),
-        metadata_options=aws.ec2.InstanceMetadataOptionsArgs(http_tokens="required"),
+        # IMDSv2 only, and its answers live for one hop: a container (one routed hop behind
+        # the host) gets no session token even if a packet got past the instance's DROP of
+        # 169.254.169.254 (docs/security.md). The user data holds the host's SSH key.
+        metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
+            http_endpoint="enabled",
+            http_tokens="required",
+            http_put_response_hop_limit=1,
+        ),
         tags=tags(host_name),
         opts=pulumi.ResourceOptions(
             parent=parent, provider=provider, additional_secret_outputs=["userData"]

@@ -29,7 +29,6 @@ from dockyard_resources.config.versions import (
 
 _PLACEHOLDER_RE: Final = re.compile(r"\{([^{}]*)\}")
 _PLACEHOLDERS: Final = ("version", "arch", "debArch")
-_REMOTE_RE: Final = re.compile(r"https?://[^/\s]+(/\S*)?")
 
 
 def _sort_key(version: str) -> tuple[int, Version | str]:
@@ -56,19 +55,11 @@ def _check_url(url: str, mode: ArtifactsMode) -> str | None:
             f"{url!r} uses unknown placeholder {{{unknown[0]}}}; only {{version}}, {{arch}}"
             " (x86_64/aarch64) and {debArch} (amd64/arm64) are filled in"
         )
-    if _REMOTE_RE.fullmatch(url):
-        return None
-    if mode == "upload":
-        if url.startswith(("/", "~")):
-            return None
-        return (
-            f"{url!r} is neither an http(s) URL nor an absolute or ~ path; give a mirror URL"
-            " or the local file to upload, e.g. ~/artifacts/docker-29.2.1.tgz"
-        )
-    return (
-        f"{url!r} is not an http(s) URL the host can download; give a mirror URL, or set"
-        " `artifacts: upload` on the host to send a local file from the machine running Pulumi"
-    )
+    try:
+        values.artifact_location(url, mode)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _read_sha256_file(name: str, path: str, base_dir: Path) -> tuple[str | None, str | None]:

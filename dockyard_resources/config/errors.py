@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dockyard_resources.errors import DockyardError
 
-class ConfigError(Exception):
+
+class ConfigError(DockyardError):
     """The configuration is invalid; `errors` lists every problem as `key.path: message`."""
 
     def __init__(self, errors: list[str]) -> None:
@@ -11,5 +13,5 @@ class ConfigError(Exception):
         super().__init__("\n".join(self.errors))
 
 
-class StackFileError(Exception):
+class StackFileError(DockyardError):
     """The stack file cannot be read or is not a YAML mapping (nothing to validate)."""

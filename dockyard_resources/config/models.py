@@ -9,7 +9,14 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from dockyard_resources.config import values
@@ -56,10 +63,18 @@ class ExistingProvision(_Model):
     port: int = Field(default=22, ge=1, le=65535)
     user: UserName = "root"
     host_key: HostKey | None = None
+    # A machine that exists answers at once: a typo in address or port fails within this
+    # many seconds instead of the long wait a machine that is still booting gets.
+    connect_timeout: int = Field(default=30, ge=1, le=3600)
 
     def connection_props(self) -> dict[str, Any]:
         """The non-secret part of the `connection` input of host resources."""
-        props: dict[str, Any] = {"host": self.address, "port": self.port, "user": self.user}
+        props: dict[str, Any] = {
+            "host": self.address,
+            "port": self.port,
+            "user": self.user,
+            "connectDeadline": self.connect_timeout,
+        }
         if self.host_key is not None:
             props["hostKey"] = self.host_key
         return props
@@ -131,6 +146,9 @@ class InstanceConfig(_Model):
     pool_base: PoolNetwork | None = None
     pool_size: PoolSize | None = None
     members: tuple[UserName, ...] = ()
+    # False lets other instances' containers (and other host interfaces) open connections to
+    # this instance's containers; see docs/security.md. Strict: only true or false.
+    network_isolation: StrictBool = True
 
     @field_validator("members", mode="after")
     @classmethod

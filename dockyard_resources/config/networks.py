@@ -1,41 +1,130 @@
-"""Network checks and deterministic allocation for the instances of one host.
+"""Network checks and allocation for the instances of one host.
 
 Scheme (documented in docs/configuration.md):
 - Explicit networks are checked first: per instance (fixedCidr nested in the bridge network and
   holding the bridge address, poolSize longer than poolBase), then pairwise across instances.
-- Omitted networks are then allocated in instance order, first fit, avoiding every explicit
-  network of the host and everything allocated before: a bridge gets the next free /24 of
-  172.16.0.0/16 (gateway .1, fixedCidr = that /24), a pool the next free /16 of
-  172.18.0.0/16 ... 172.30.0.0/16 with poolSize 24. 172.17.0.0/16 (Docker's default bridge)
-  and 172.31.0.0/16 (AWS's default VPC) are never handed out.
-The same stack file therefore always yields the same networks.
+- Omitted networks are then filled in. With `previous` (what a deployed stack gave its
+  instances, see `providers/networks.py`) an instance that is still there keeps the networks it
+  was allocated, unless they now overlap an explicit network (explicit networks always win).
+- Everything else is allocated in instance order, first fit, avoiding every explicit and kept
+  network and everything allocated before, and (if there is room) every network `previous`
+  held, so that a network freed in this run is not handed on while its old owner still exists:
+  a bridge gets the next free /24 of 172.16.0.0/16 (gateway .1, fixedCidr = that /24), a pool
+  the next free /19 of 172.18.0.0-172.30.255.255 (see `POOL_CANDIDATES` for the order) with
+  poolSize 24. 172.17.0.0/16 (Docker's default bridge) and 172.31.0.0/16 (AWS's default VPC)
+  are never handed out.
+Without `previous` the result depends on the stack file alone (what `validate` shows).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Final
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
 
-from dockyard_resources.config.models import InstanceConfig
 from dockyard_resources.config.values import MAX_PREFIX_LEN
 
 Net = ipaddress.IPv4Network
+Interface = ipaddress.IPv4Interface
 
 BRIDGE_SPACE: Final = Net("172.16.0.0/16")
 BRIDGE_PREFIX_LEN: Final = 24
-POOL_BASES: Final = tuple(Net(f"172.{second}.0.0/16") for second in range(18, 31))
+BRIDGE_CANDIDATES: Final = tuple(BRIDGE_SPACE.subnets(new_prefix=BRIDGE_PREFIX_LEN))
+# Pools are /19s (32 networks of /24 each) of 172.18.0.0/16 ... 172.30.0.0/16: 104 per host.
+# They are handed out across the /16s first (172.18.0.0/19, 172.19.0.0/19, ..., 172.30.0.0/19,
+# 172.18.32.0/19, ...): the first 13 instances get the start of the /16 pool that versions
+# before the allocation resource gave them, so moving such a stack over creates no overlap
+# between an instance's new pool and another instance's old one.
+POOL_PREFIX_LEN: Final = 19
+POOL_SECONDS: Final = range(18, 31)
+POOL_TEXT: Final = "172.18.0.0-172.30.255.255"
+POOL_CANDIDATES: Final = tuple(
+    Net(f"172.{second}.{third}.0/{POOL_PREFIX_LEN}")
+    for third in range(0, 256, 2 ** (24 - POOL_PREFIX_LEN))
+    for second in POOL_SECONDS
+)
 DEFAULT_POOL_SIZE: Final = 24
+# camelCase keys of an instance's networks, as in the stack file and the resource inputs.
+NETWORK_KEYS: Final = ("bridgeCidr", "fixedCidr", "poolBase", "poolSize")
+
+
+class RequestedNetworks(Protocol):
+    """What the stack file says about one instance's networks (None: omitted)."""
+
+    @property
+    def prefix(self) -> str: ...
+    @property
+    def bridge_cidr(self) -> Interface | None: ...
+    @property
+    def fixed_cidr(self) -> Net | None: ...
+    @property
+    def pool_base(self) -> Net | None: ...
+    @property
+    def pool_size(self) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class Requested:
+    """A `RequestedNetworks` outside the pydantic models (the allocation resource's inputs)."""
+
+    prefix: str
+    bridge_cidr: Interface | None = None
+    fixed_cidr: Net | None = None
+    pool_base: Net | None = None
+    pool_size: int | None = None
+
+    @classmethod
+    def of(cls, requested: RequestedNetworks) -> Requested:
+        return cls(
+            requested.prefix,
+            requested.bridge_cidr,
+            requested.fixed_cidr,
+            requested.pool_base,
+            requested.pool_size,
+        )
+
+    def props(self) -> dict[str, Any]:
+        """`{prefix, <explicit network keys>}`, JSON-ready (omitted keys left out)."""
+        values = {
+            "bridgeCidr": self.bridge_cidr,
+            "fixedCidr": self.fixed_cidr,
+            "poolBase": self.pool_base,
+            "poolSize": self.pool_size,
+        }
+        props: dict[str, Any] = {"prefix": self.prefix}
+        for key, value in values.items():
+            if value is not None:
+                props[key] = value if isinstance(value, int) else str(value)
+        return props
 
 
 @dataclass(frozen=True)
 class InstanceNetworks:
-    bridge_cidr: ipaddress.IPv4Interface
+    bridge_cidr: Interface
     fixed_cidr: Net
     pool_base: Net
     pool_size: int
+    # Keys not written in the stack file (allocated, kept or derived).
     allocated: frozenset[str]
+    # Keys whose value was kept from `previous` (a subset of `allocated`).
+    kept: frozenset[str] = frozenset()
+
+    def props(self) -> dict[str, Any]:
+        return {
+            "bridgeCidr": str(self.bridge_cidr),
+            "fixedCidr": str(self.fixed_cidr),
+            "poolBase": str(self.pool_base),
+            "poolSize": self.pool_size,
+        }
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """One instance as a deployed stack has it: what was requested and what it got."""
+
+    requested: RequestedNetworks
+    networks: InstanceNetworks
 
 
 @dataclass(frozen=True)
@@ -44,10 +133,22 @@ class _Claim:
 
     network: Net
     key: str
+    span: tuple[int, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "span", _span(self.network))
+
+    def overlaps(self, other: _Claim) -> bool:
+        return _overlap(self.span, other.span)
 
 
-def _bridge_candidates() -> Iterator[Net]:
-    return BRIDGE_SPACE.subnets(new_prefix=BRIDGE_PREFIX_LEN)
+def _span(network: Net) -> tuple[int, int]:
+    # Integers: `IPv4Network.overlaps` is too slow for first fit over hundreds of candidates.
+    return int(network.network_address), int(network.broadcast_address)
+
+
+def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    return a[0] <= b[1] and b[0] <= a[1]
 
 
 def default_pool_size(pool_base: Net) -> int | None:
@@ -59,7 +160,7 @@ def default_pool_size(pool_base: Net) -> int | None:
     return None
 
 
-def _explicit_claims(path: str, cfg: InstanceConfig, errors: list[str]) -> list[_Claim]:
+def _explicit_claims(path: str, cfg: RequestedNetworks, errors: list[str]) -> list[_Claim]:
     """Check one instance's explicit networks on their own; return what it occupies."""
     claims: list[_Claim] = []
     if cfg.bridge_cidr is not None:
@@ -92,10 +193,10 @@ def _explicit_claims(path: str, cfg: InstanceConfig, errors: list[str]) -> list[
             errors.append(
                 f"{path}.poolBase: {base} is too small to split into networks; use /28 or larger"
             )
-    elif cfg.pool_size is not None and cfg.pool_size <= POOL_BASES[0].prefixlen:
+    elif cfg.pool_size is not None and cfg.pool_size <= POOL_PREFIX_LEN:
         errors.append(
             f"{path}.poolSize: {cfg.pool_size} must be larger than the allocated poolBase's"
-            f" length /{POOL_BASES[0].prefixlen}; use e.g. {DEFAULT_POOL_SIZE}, or set poolBase"
+            f" length /{POOL_PREFIX_LEN}; use e.g. {DEFAULT_POOL_SIZE}, or set poolBase"
         )
 
     # The pool and the bridge of one instance must not overlap either.
@@ -108,20 +209,54 @@ def _explicit_claims(path: str, cfg: InstanceConfig, errors: list[str]) -> list[
     return claims
 
 
-def _first_free(candidates: Iterator[Net], taken: Sequence[_Claim]) -> Net | None:
-    for candidate in candidates:
-        if not any(candidate.overlaps(c.network) for c in taken):
-            return candidate
-    return None
+class _Taken:
+    """Claimed networks, with the candidates of each allocation space they block (kept up to
+    date as claims are added, so first fit stays linear in the number of candidates)."""
+
+    SPACES: Final = (BRIDGE_CANDIDATES, POOL_CANDIDATES)
+    _SPANS: Final = tuple(tuple(_span(c) for c in space) for space in SPACES)
+
+    def __init__(self, claims: Sequence[_Claim] = ()) -> None:
+        self.claims: list[_Claim] = []
+        self.blocked: tuple[set[int], ...] = tuple(set() for _ in self.SPACES)
+        for claim in claims:
+            self.add(claim)
+
+    def add(self, claim: _Claim) -> None:
+        self.claims.append(claim)
+        for spans, blocked in zip(self._SPANS, self.blocked, strict=True):
+            blocked.update(i for i, span in enumerate(spans) if _overlap(span, claim.span))
+
+    def free(self, network: Net) -> bool:
+        span = _span(network)
+        return not any(_overlap(span, c.span) for c in self.claims)
+
+    def first_free(self, space: int, avoid: _Taken) -> Net | None:
+        """The first candidate of a space overlapping nothing taken, preferring one that also
+        avoids `avoid`."""
+        candidates = self.SPACES[space]
+        mine, theirs = self.blocked[space], avoid.blocked[space]
+        for skip in (mine | theirs, mine) if theirs else (mine,):
+            for i, candidate in enumerate(candidates):
+                if i not in skip:
+                    return candidate
+        return None
+
+
+_BRIDGES: Final = 0
+_POOLS: Final = 1
 
 
 def plan_host_networks(
-    instances: Sequence[tuple[str, InstanceConfig]],
+    instances: Sequence[tuple[str, RequestedNetworks]],
+    previous: Mapping[str, Deployed] | None = None,
 ) -> tuple[list[InstanceNetworks | None], list[str]]:
     """Check and complete the networks of one host's instances.
 
-    `instances` are (key path, config) in stack-file order. Returns one entry per instance
-    (None where its networks are unusable) and every problem found.
+    `instances` are (key path, requested networks) in stack-file order; `previous` maps the
+    prefixes of a deployed stack to what they had (None: a fresh allocation, the same for the
+    same stack file). Returns one entry per instance (None where its networks are unusable)
+    and every problem found.
     """
     errors: list[str] = []
     explicit = [_explicit_claims(path, cfg, errors) for path, cfg in instances]
@@ -131,54 +266,118 @@ def plan_host_networks(
         for earlier in explicit[:j]:
             for b in later:
                 for a in earlier:
-                    if b.network.overlaps(a.network):
+                    if b.overlaps(a):
                         errors.append(
                             f"{b.key}: {b.network} overlaps {a.key} ({a.network}); pick a"
                             " disjoint range or omit it to have one allocated"
                         )
 
-    taken: list[_Claim] = [claim for claims in explicit for claim in claims]
-    planned = [_complete(path, cfg, taken, errors) for path, cfg in instances]
+    taken = _Taken([claim for claims in explicit for claim in claims])
+    previous = previous or {}
+    # Pass 1: what deployed instances keep, before anything new is handed out.
+    kept = [_keep(path, cfg, previous.get(cfg.prefix), taken) for path, cfg in instances]
+    # Networks the deployed stack held: avoided by new allocations while there is room.
+    held = _Taken(
+        [
+            _Claim(network, f"instance {prefix} (deployed)")
+            for prefix, deployed in previous.items()
+            for network in (deployed.networks.bridge_cidr.network, deployed.networks.pool_base)
+        ]
+    )
+    planned = [
+        _complete(path, cfg, kept=keep, taken=taken, held=held, errors=errors)
+        for (path, cfg), keep in zip(instances, kept, strict=True)
+    ]
     return planned, errors
 
 
+@dataclass(frozen=True)
+class _Kept:
+    bridge: tuple[Interface, Net] | None = None
+    pool_base: Net | None = None
+
+
+def _keep(path: str, cfg: RequestedNetworks, deployed: Deployed | None, taken: _Taken) -> _Kept:
+    """The allocated networks a deployed instance keeps; they are added to `taken`.
+
+    Only values that were allocated (omitted in the file) and still are omitted are kept, and
+    only while they overlap no explicit network and nothing kept already.
+    """
+    if deployed is None:
+        return _Kept()
+    old, had = deployed.requested, deployed.networks
+    bridge: tuple[Interface, Net] | None = None
+    if (
+        cfg.bridge_cidr is None
+        and cfg.fixed_cidr is None
+        and old.bridge_cidr is None
+        and old.fixed_cidr is None
+        and taken.free(had.bridge_cidr.network)
+    ):
+        bridge = (had.bridge_cidr, had.fixed_cidr)
+        taken.add(_Claim(had.bridge_cidr.network, f"{path}.bridgeCidr"))
+    pool_base: Net | None = None
+    if (
+        cfg.pool_base is None
+        and old.pool_base is None
+        and (cfg.pool_size is None or cfg.pool_size > had.pool_base.prefixlen)
+        and taken.free(had.pool_base)
+    ):
+        pool_base = had.pool_base
+        taken.add(_Claim(had.pool_base, f"{path}.poolBase"))
+    return _Kept(bridge, pool_base)
+
+
 def _complete(
-    path: str, cfg: InstanceConfig, taken: list[_Claim], errors: list[str]
+    path: str,
+    cfg: RequestedNetworks,
+    *,
+    kept: _Kept,
+    taken: _Taken,
+    held: _Taken,
+    errors: list[str],
 ) -> InstanceNetworks | None:
-    """Fill in one instance's omitted networks; allocations are appended to `taken`."""
+    """Fill in one instance's omitted networks; allocations are added to `taken`."""
     allocated: set[str] = set()
+    kept_keys: set[str] = set()
+    fixed = cfg.fixed_cidr
     if cfg.bridge_cidr is not None:
         bridge = cfg.bridge_cidr
     elif cfg.fixed_cidr is not None:
         gateway = cfg.fixed_cidr.network_address + 1
-        bridge = ipaddress.IPv4Interface(f"{gateway}/{cfg.fixed_cidr.prefixlen}")
+        bridge = Interface(f"{gateway}/{cfg.fixed_cidr.prefixlen}")
         allocated.add("bridgeCidr")
+    elif kept.bridge is not None:
+        bridge, fixed = kept.bridge
+        kept_keys.update(("bridgeCidr", "fixedCidr"))
     else:
-        free = _first_free(_bridge_candidates(), taken)
+        free = taken.first_free(_BRIDGES, held)
         if free is None:
             errors.append(
                 f"{path}.bridgeCidr: no free /{BRIDGE_PREFIX_LEN} left in {BRIDGE_SPACE}"
                 " for this host; set bridgeCidr explicitly (e.g. a /24 in 10.0.0.0/8)"
             )
             return None
-        taken.append(_Claim(free, f"{path}.bridgeCidr"))
-        bridge = ipaddress.IPv4Interface(f"{free.network_address + 1}/{free.prefixlen}")
+        taken.add(_Claim(free, f"{path}.bridgeCidr"))
+        bridge = Interface(f"{free.network_address + 1}/{free.prefixlen}")
         allocated.add("bridgeCidr")
-    fixed = cfg.fixed_cidr
     if fixed is None:
         fixed = bridge.network
         allocated.add("fixedCidr")
 
     pool_base = cfg.pool_base
-    if pool_base is None:
-        pool_base = _first_free(iter(POOL_BASES), taken)
+    if pool_base is None and kept.pool_base is not None:
+        pool_base = kept.pool_base
+        kept_keys.add("poolBase")
+    elif pool_base is None:
+        pool_base = taken.first_free(_POOLS, held)
         if pool_base is None:
             errors.append(
-                f"{path}.poolBase: no free /16 left in 172.18.0.0-172.30.255.255 for this"
+                f"{path}.poolBase: no free /{POOL_PREFIX_LEN} left in {POOL_TEXT} for this"
                 " host; set poolBase explicitly (e.g. a /16 in 10.0.0.0/8)"
             )
             return None
-        taken.append(_Claim(pool_base, f"{path}.poolBase"))
+        taken.add(_Claim(pool_base, f"{path}.poolBase"))
         allocated.add("poolBase")
     pool_size = cfg.pool_size
     if pool_size is None:
@@ -191,5 +390,6 @@ def _complete(
         fixed_cidr=fixed,
         pool_base=pool_base,
         pool_size=pool_size,
-        allocated=frozenset(allocated),
+        allocated=frozenset(allocated | kept_keys),
+        kept=frozenset(kept_keys),
     )

@@ -57,6 +57,8 @@ class InstanceSpec:
     members: tuple[str, ...]
     # camelCase keys whose values were allocated or derived, not written in the stack file.
     allocated: frozenset[str]
+    # `networkIsolation` (docs/security.md).
+    network_isolation: bool = True
 
     @property
     def bridge_name(self) -> str:
@@ -64,7 +66,7 @@ class InstanceSpec:
 
     def props(self) -> dict[str, Any]:
         """JSON-able resource inputs (camelCase keys) of the `DockyardInstance`."""
-        return {
+        props: dict[str, Any] = {
             "prefix": self.prefix,
             "root": self.root,
             "bridgeCidr": str(self.bridge_cidr),
@@ -73,6 +75,11 @@ class InstanceSpec:
             "poolSize": self.pool_size,
             "members": list(self.members),
         }
+        if not self.network_isolation:
+            # Only when relaxed: the default needs no input, and instances made before the
+            # option existed keep exactly their inputs (DockyardInstance treats absent as true).
+            props["networkIsolation"] = False
+        return props
 
 
 @dataclass(frozen=True)

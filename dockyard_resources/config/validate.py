@@ -10,12 +10,14 @@ import difflib
 import types
 import typing
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from dockyard_resources.config import values
 from dockyard_resources.config.artifacts import resolve_artifact
 from dockyard_resources.config.errors import ConfigError
 from dockyard_resources.config.models import (
@@ -98,6 +100,16 @@ _TEMPLATES = {
     "dict_type": "must be a mapping of keys (got {value!r})",
     "list_type": "must be a list (got {value!r})",
     "tuple_type": "must be a list (got {value!r})",
+    "int_parsing": "must be a whole number (got {value!r})",
+    "int_type": "must be a whole number (got {value!r})",
+    "int_from_float": "must be a whole number (got {value!r})",
+    "greater_than_equal": "must be at least {ge} (got {value!r})",
+    "less_than_equal": "must be at most {le} (got {value!r})",
+    "literal_error": "must be {expected} (got {value!r})",
+    "bool_parsing": "must be true or false (got {value!r})",
+    "bool_type": "must be true or false (got {value!r})",
+    "string_type": "must be text (got {value!r})",
+    "string_too_short": "must not be empty",
 }
 
 
@@ -119,8 +131,17 @@ def _message(error: ErrorDetails, root: type[BaseModel]) -> str:
         return f"missing; {_MISSING_HINTS.get(str(error['loc'][-1]), 'add it')}"
     if kind == "extra_forbidden":
         return _unknown_key(root, error["loc"])
-    template = _TEMPLATES.get(kind, error["msg"] + " (got {value!r})")
-    return template.format(tag=ctx.get("tag"), value=error.get("input"))
+    # Pydantic's own wording ("Input should be ...") is kept only for error types without a
+    # template, and then in Dockyard's voice.
+    default = str(error["msg"]).replace("Input should be", "must be", 1) + " (got {value!r})"
+    template = _TEMPLATES.get(kind, default)
+    return template.format(
+        tag=ctx.get("tag"),
+        value=error.get("input"),
+        ge=ctx.get("ge"),
+        le=ctx.get("le"),
+        expected=str(ctx.get("expected", "")).replace("'", ""),
+    )
 
 
 def _pydantic_errors(exc: ValidationError, prefix: str, root: type[BaseModel]) -> list[str]:
@@ -151,7 +172,28 @@ def _duplicate_names(raw_hosts: list[Any]) -> list[str]:
     return errors
 
 
-def _instance_clashes(instances: Sequence[tuple[str, InstanceConfig]]) -> list[str]:
+def _identities(raw_instances: list[Any], paths: list[str]) -> list[tuple[str, _Identity]]:
+    """Prefix and root of every instance whose prefix and root are valid on their own, also
+    when other keys of it are broken: the clash checks then still see it."""
+    found = []
+    for path, raw in zip(paths, raw_instances, strict=True):
+        if not isinstance(raw, dict):
+            continue
+        try:
+            identity = _Identity(values.prefix(raw.get("prefix")), values.root_dir(raw.get("root")))
+        except ValueError:
+            continue
+        found.append((path, identity))
+    return found
+
+
+@dataclass(frozen=True)
+class _Identity:
+    prefix: str
+    root: str
+
+
+def _instance_clashes(instances: Sequence[tuple[str, _Identity]]) -> list[str]:
     """Unique prefixes and roots on one host, and no root inside another."""
     errors = []
     for j, (path, cfg) in enumerate(instances):
@@ -218,6 +260,8 @@ def _validate_host(raw: Any, index: int, base_dir: Path) -> tuple[HostSpec | Non
     raw_instances = raw.get("instances") if isinstance(raw, dict) else None
     instances: list[tuple[str, InstanceConfig]] = []
     if isinstance(raw_instances, list):
+        paths = [f"{path}.instances[{j}]" for j in range(len(raw_instances))]
+        errors.extend(_instance_clashes(_identities(raw_instances, paths)))
         for j, raw_instance in enumerate(raw_instances):
             instance_path = f"{path}.instances[{j}]"
             try:
@@ -229,7 +273,6 @@ def _validate_host(raw: Any, index: int, base_dir: Path) -> tuple[HostSpec | Non
                 )
             except ValidationError as exc:
                 errors.extend(_pydantic_errors(exc, instance_path, InstanceConfig))
-    errors.extend(_instance_clashes(instances))
     networks, network_errors = plan_host_networks(instances)
     errors.extend(network_errors)
 
@@ -252,6 +295,7 @@ def _validate_host(raw: Any, index: int, base_dir: Path) -> tuple[HostSpec | Non
                 pool_size=net.pool_size,
                 members=cfg.members,
                 allocated=net.allocated,
+                network_isolation=cfg.network_isolation,
             )
         )
     spec = HostSpec(

@@ -33,11 +33,15 @@ _SHA256_RE: Final = re.compile(r"[0-9a-fA-F]{64}")
 _AWS_REGION_RE: Final = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]+")
 _AWS_SUBNET_RE: Final = re.compile(r"subnet-[0-9a-f]{8,17}")
 _VERSION_RE: Final = re.compile(r"[0-9][0-9A-Za-z.+~-]{0,39}")
+# `project/stack/resource` of a Pulumi resource (Pulumi's own name rules, plus the slashes).
+_OWNER_RE: Final = re.compile(r"[A-Za-z0-9_.-]{1,100}(/[A-Za-z0-9_.-]{1,100}){2}")
 
 # Sockets live under an instance's root; a unix socket path is limited to 107 bytes.
 MAX_ROOT_LEN: Final = 64
 
-# Directories an instance root may never be (it gets chowned, and destroy removes it).
+# Directories an instance root may never be (it gets chowned, and destroy removes it). The
+# on-host checks (hostops/instance_guards.sh) catch what no list can: an existing directory
+# without Dockyard's marker, symlinks, and parents a local user could swap.
 SYSTEM_DIRS: Final = frozenset(
     {
         "/",
@@ -50,15 +54,12 @@ SYSTEM_DIRS: Final = frozenset(
         "/lib32",
         "/lib64",
         "/libx32",
-        "/lost+found",
         "/media",
         "/mnt",
         "/opt",
         "/proc",
-        "/root",
         "/run",
         "/sbin",
-        "/snap",
         "/srv",
         "/sys",
         "/tmp",
@@ -67,30 +68,57 @@ SYSTEM_DIRS: Final = frozenset(
         "/var",
         "/var/cache",
         "/var/lib",
+        "/var/local",
         "/var/log",
-        "/var/run",
+        "/var/mail",
+        "/var/opt",
+        "/var/spool",
         "/var/tmp",
     }
 )
-# Trees an instance root may not live inside at all, with the reason shown to the user.
+# Trees an instance root may neither be nor lie inside, with the reason shown to the user.
 FORBIDDEN_TREES: Final = {
     "/proc": "a kernel filesystem",
     "/sys": "a kernel filesystem",
     "/dev": "device nodes",
     "/run": "a tmpfs cleared at boot",
-    "/tmp": "cleared at boot",
-    "/var/tmp": "a scratch directory",
+    "/var/run": "a link to /run, cleared at boot",
+    "/var/lock": "a link to /run/lock, cleared at boot",
+    "/tmp": "cleared at boot and writable by everyone",
+    "/var/tmp": "a scratch directory writable by everyone",
     "/etc": "system configuration",
     "/usr": "owned by the package manager",
     "/boot": "the boot partition",
     "/bin": "owned by the package manager",
     "/sbin": "owned by the package manager",
     "/lib": "owned by the package manager",
+    "/lib32": "owned by the package manager",
     "/lib64": "owned by the package manager",
+    "/libx32": "owned by the package manager",
+    "/snap": "owned by snapd",
+    "/lost+found": "the file system's own recovery directory",
+    "/root": "root's home directory",
+    "/var/log": "the system's logs",
+    "/var/cache": "other software's caches",
+    "/var/spool": "other software's queues",
+    "/var/mail": "users' mail",
+    "/var/backups": "the system's backups",
+    "/var/lib/dpkg": "the package manager's database",
+    "/var/lib/apt": "the package manager's state",
+    "/var/lib/systemd": "systemd's state",
     "/var/lib/docker": "the system Docker's data",
     "/var/lib/containerd": "the system containerd's data",
     "/var/lib/sysbox": "sysbox's data",
+    "/var/lib/sysboxfs": "sysbox-fs's mount point",
+    "/var/lib/dockyard-sysbox": "the shared sysbox service's data",
+    "/var/lib/kubelet": "Kubernetes' data",
+    "/var/lib/lxc": "LXC's containers",
+    "/var/lib/lxd": "LXD's containers",
+    "/usr/local/lib/dockyard": "Dockyard's shared binaries",
+    "/var/cache/dockyard": "Dockyard's artifact cache",
 }
+# Directories whose direct children are other people's homes: never an instance root.
+HOME_PARENTS: Final = ("/home",)
 
 _HOST_KEY_TYPES: Final = frozenset(
     {
@@ -201,11 +229,62 @@ def root_dir(value: Any) -> str:
             " (destroy removes the whole root)"
         )
     for tree, reason in FORBIDDEN_TREES.items():
-        if text.startswith(tree + "/"):
+        if text == tree or text.startswith(tree + "/"):
+            where = "is" if text == tree else "is inside"
             raise ValueError(
-                f"{text!r} is inside {tree} ({reason}); use a dedicated directory such as /dy1"
+                f"{text!r} {where} {tree} ({reason}); use a dedicated directory such as /dy1"
             )
+    if posixpath.dirname(text) in HOME_PARENTS:
+        raise ValueError(
+            f"{text!r} is a user's home directory; use a dedicated directory such as /dy1"
+            " (destroy removes the whole root)"
+        )
     return text
+
+
+def host_path(value: Any) -> str:
+    """An absolute, normalised directory on a host made of safe characters (no `..`, no
+    spaces, quotes, `$` or newlines), e.g. the Docker directory a SysboxHost installed."""
+    text = _text(value, "/usr/local/lib/dockyard/docker-29.2.1")
+    if not text.startswith("/"):
+        raise ValueError(f"{text!r} is not absolute; give an absolute directory")
+    if "/" + posixpath.normpath(text).lstrip("/") != text:
+        raise ValueError(f"{text!r} is not normalised (no '..', '//' or trailing '/')")
+    if not _ROOT_CHARS_RE.fullmatch(text) or len(text) > 200:
+        raise ValueError(
+            f"{text[:80]!r} is not a plain directory path; use letters, digits, '.', '_', '+',"
+            " '-' and '/' (at most 200 characters)"
+        )
+    return text
+
+
+# Characters an artifact URL or local path may hold: RFC 3986's, without quotes, `$`,
+# backquotes, backslashes, spaces or control characters.
+_LOCATION_RE: Final = re.compile(r"[A-Za-z0-9._~:/?#\[\]@!&()*+,;=%{}-]+")
+_REMOTE_URL_RE: Final = re.compile(r"https?://[^/\s]+(/\S*)?")
+
+
+def artifact_location(value: Any, mode: str) -> str:
+    """Where an artifact comes from: an http(s) URL, or (upload mode) a local path."""
+    text = _text(value, "https://mirror.example.com/docker-29.2.1.tgz")
+    if not _LOCATION_RE.fullmatch(text) or len(text) > 2000:
+        raise ValueError(
+            f"{text[:80]!r} holds characters a URL or path never needs (spaces, quotes, '$',"
+            " backquotes, backslashes or control characters); give a plain URL or path"
+        )
+    if _REMOTE_URL_RE.fullmatch(text):
+        return text
+    if mode == "upload":
+        if text.startswith(("/", "~", "file://")):
+            return text
+        raise ValueError(
+            f"{text!r} is neither an http(s) URL nor an absolute or ~ path; give a mirror URL"
+            " or the local file to upload, e.g. ~/artifacts/docker-29.2.1.tgz"
+        )
+    raise ValueError(
+        f"{text!r} is not an http(s) URL the host can download; give a mirror URL, or set"
+        " `artifacts: upload` on the host to send a local file from the machine running Pulumi"
+    )
 
 
 def _require_private(network: ipaddress.IPv4Network, text: str) -> None:
@@ -298,6 +377,17 @@ def version(value: Any) -> str:
     text = _text(value, '"29.2.1"')
     if not _VERSION_RE.fullmatch(text):
         raise ValueError(f'{text!r} is not a version; write it like "29.2.1"')
+    return text
+
+
+def owner_id(value: Any) -> str:
+    """Who a resource on a host belongs to: `project/stack/resource` (set by the program)."""
+    text = _text(value, "dockyard/prod/build-1-dy1_")
+    if not _OWNER_RE.fullmatch(text):
+        raise ValueError(
+            f"{text[:80]!r} is not an owner id; the program sets it to project/stack/resource"
+            " (e.g. dockyard/prod/build-1-dy1_)"
+        )
     return text
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from dockyard_resources.errors import DockyardError
 from dockyard_resources.render.sysbox_host import Artifact, upload_path
 from dockyard_resources.transport import SshSession
 from dockyard_resources.vm.paths import cache_root
@@ -23,7 +24,7 @@ from dockyard_resources.vm.paths import cache_root
 _CHUNK = 1 << 20
 
 
-class ArtifactError(Exception):
+class ArtifactError(DockyardError):
     """An artifact is missing, unreachable or not the file its sha256 names."""
 
 

@@ -12,14 +12,18 @@ import base64
 import ipaddress
 import json
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any, Protocol
 
+from dockyard_resources.config.values import FORBIDDEN_TREES, HOME_PARENTS, SYSTEM_DIRS
+from dockyard_resources.errors import DockyardError
 from dockyard_resources.render import iptables
 from dockyard_resources.render.common import bash_script, quote, quote_all
 from dockyard_resources.render.instance import (
+    DIR_MODES,
     MARKER,
     ROOT_MARKER,
-    SUBDIRS,
+    ROOT_MARKER_FILE,
     SYSBOX_UNIT,
     UNIT_DIR,
     InstanceSpec,
@@ -27,7 +31,39 @@ from dockyard_resources.render.instance import (
 )
 
 CHANGED_MARK = "DOCKYARD_CHANGED="
+# What delete left on the host and why (another owner's instance, a root without our marker).
+KEEP_MARK = "DOCKYARD_KEEP="
+# Left by earlier versions (the DinD ownership watcher, see docs/instances.md): removed.
+OBSOLETE_FILES = (("bin", "dockyard-dind-watcher"), ("run", "dind-watcher.pid"))
 _SECTION = "@@dockyard:"
+
+
+def guards() -> str:
+    """The ownership and path checks (instance_guards.sh), sourced into scripts verbatim."""
+    return resources.files("dockyard_resources.hostops").joinpath("instance_guards.sh").read_text()
+
+
+def _system_dir_guard() -> str:
+    """Case statements refusing every system directory and tree and every home directory,
+    from the config layer's own lists (the host never trusts that inputs went through it)."""
+    trees = sorted(FORBIDDEN_TREES)
+
+    def covered(path: str) -> bool:  # already matched by a tree's "<tree>/*" pattern
+        return any(path.startswith(tree + "/") for tree in trees)
+
+    exact = "|".join(p for p in sorted(SYSTEM_DIRS | set(trees)) if not covered(p))
+    inside = "|".join(f"{tree}/*" for tree in trees if not covered(tree))
+    nested = "|".join(f"{home}/*/*" for home in HOME_PARENTS)
+    homes = "|".join(f"{home}/*" for home in HOME_PARENTS)
+    return (
+        'case "$root" in\n'
+        f"  {exact}|{inside})\n"
+        '    dy_refuse "refusing $root: a system directory is never an instance root" ;;\n'
+        f"  {nested}) ;;\n"
+        f"  {homes})\n"
+        '    dy_refuse "refusing $root: a home directory is never an instance root" ;;\n'
+        "esac\n"
+    )
 
 
 class _Result(Protocol):
@@ -44,7 +80,7 @@ class Runner(Protocol):
     ) -> Any: ...
 
 
-class InstanceError(Exception):
+class InstanceError(DockyardError):
     """The instance cannot be created or changed as asked; the message says why."""
 
 
@@ -191,14 +227,19 @@ def check_conflicts(run: Runner, spec: InstanceSpec) -> None:
 # --- install ----------------------------------------------------------------------------
 
 
-def _install_script(spec: InstanceSpec) -> str:
+def _install_script(spec: InstanceSpec, *, adopt: bool = False) -> str:
+    """The converging install, under the host lock. `adopt` (updates only) accepts the
+    unowned unit, root and user of an instance made by an earlier Dockyard version."""
     u, g, root = quote(spec.user), quote(spec.group), quote(spec.root)
     members = ",".join(spec.members)
-    dirs = quote_all([spec.root, *(spec.path(d) for d in SUBDIRS)])
+    mkdirs = "\n".join(
+        f"install -d -o root -g {g} -m {mode:04o} {quote(spec.path(d) if d else spec.root)}"
+        for d, mode in DIR_MODES.items()
+    )
     puts = []
     for f in instance_files(spec):
         payload = base64.b64encode(f.content.encode()).decode()
-        owner = "root:root" if f.path.startswith(UNIT_DIR) else f"root:{spec.group}"
+        owner = f"root:{spec.group}" if f.group_readable else "root:root"
         puts.append(f"put_file {quote(f.path)} {f.mode:o} {quote(owner)} {payload}")
     puts_text = "\n".join(puts)
     return bash_script(
@@ -220,6 +261,15 @@ fi
   exit 3; }}
 [ -f {UNIT_DIR}/{SYSBOX_UNIT} ] || {{
   echo "{SYSBOX_UNIT} is not installed: create the SysboxHost first" >&2; exit 3; }}
+{guards()}
+root={root}
+owner={quote(spec.owner)}
+unit={quote(spec.unit_path)}
+[ -n "$owner" ] || dy_refuse "instance {spec.prefix}: no owner given"
+{_system_dir_guard()}
+dy_check_path "$root"
+dy_check_nesting "$root" "$unit"
+dy_check_owner {quote(spec.prefix)} "$root" "$unit" {u} "$owner" {1 if adopt else 0}
 
 changed=0
 put_file() {{  # path mode owner base64: replace only when the content differs
@@ -233,10 +283,24 @@ put_file() {{  # path mode owner base64: replace only when the content differs
   chmod "$2" "$1"; chown "$3" "$1"
 }}
 
+# The root appears complete with its marker or not at all (a rename is atomic), so a run
+# cut short leaves nothing a re-run would take for a foreign directory.
+if [ ! -d "$root" ]; then
+  rm -rf -- "$root".dockyard-new.*
+  tmp=$(mktemp -d -- "$root.dockyard-new.XXXXXX")
+  printf 'owner=%s\nprefix=%s\n' "$owner" {quote(spec.prefix)} >"$tmp/{ROOT_MARKER_FILE}"
+  mv -T -- "$tmp" "$root"
+fi
 getent group {g} >/dev/null || groupadd --system {g}
-id -u {u} >/dev/null 2>&1 || useradd --system --gid {g} --home-dir {root} --no-create-home \\
-  --shell /usr/sbin/nologin --comment {quote("Dockyard instance " + spec.prefix)} {u}
-install -d -o {u} -g {g} -m 0750 {dirs}
+if id -u {u} >/dev/null 2>&1; then
+  usermod --comment {quote(spec.user_comment)} {u}
+else
+  useradd --system --gid {g} --home-dir {root} --no-create-home \\
+    --shell /usr/sbin/nologin --comment {quote(spec.user_comment)} {u}
+fi
+{mkdirs}
+# Files of earlier Dockyard versions that no longer belong to an instance.
+rm -f {quote_all(spec.path(*p) for p in OBSOLETE_FILES)}
 {puts_text}
 if ! cmp -s {quote(spec.sysbox_dir + "/sysbox-runc")} {quote(spec.path("bin", "sysbox-runc"))}; then
   install -m 0755 -o root -g {g} {quote(spec.sysbox_dir + "/sysbox-runc")} \\
@@ -245,6 +309,11 @@ if ! cmp -s {quote(spec.sysbox_dir + "/sysbox-runc")} {quote(spec.path("bin", "s
 fi
 gpasswd -M {quote(members)} {g} >/dev/null
 if [ "$changed" = 1 ]; then systemctl daemon-reload; fi
+# Binaries replaced under a running daemon (an upgrade of the SysboxHost's artifacts):
+# the instance must restart onto them.
+{_stale_binaries_function(spec)}
+stale=$(dy_stale_binaries)
+if [ -n "$stale" ]; then echo "instance {spec.prefix}: $stale: restarting"; changed=1; fi
 systemctl is-enabled -q {quote(spec.service_name)} 2>/dev/null \\
   || systemctl enable -q {quote(spec.service_name)}
 # A running instance gets missing rules or a missing bridge back without a restart.
@@ -256,13 +325,50 @@ echo "{CHANGED_MARK}$changed"
     )
 
 
-def _activate_script(spec: InstanceSpec, restart: bool) -> str:
+def _stale_binaries_function(spec: InstanceSpec) -> str:
+    """`dy_stale_binaries`: prints why the running daemons are not this install's binaries
+    (the file they run was replaced or moved), nothing when they are or nothing runs."""
     unit = quote(spec.service_name)
-    verb = "restart" if restart else "start"
+    expected = {
+        "dockerd": quote(spec.docker_dir + "/dockerd"),
+        "containerd": quote(spec.docker_dir + "/containerd"),
+    }
+    return f"""\
+dy_stale_binaries() {{
+  local pid exe
+  pid=$(systemctl show -P MainPID {unit} 2>/dev/null || true)
+  if [ -n "$pid" ] && [ "$pid" != 0 ] && exe=$(readlink "/proc/$pid/exe" 2>/dev/null); then
+    [ "$exe" = {expected["dockerd"]} ] || echo "dockerd runs $exe"
+  fi
+  pid=$(cat {quote(spec.path("run", "containerd.pid"))} 2>/dev/null || true)
+  if [ -n "$pid" ] && grep -qF /{spec.service_name} "/proc/$pid/cgroup" 2>/dev/null \\
+      && exe=$(readlink "/proc/$pid/exe" 2>/dev/null); then
+    [ "$exe" = {expected["containerd"]} ] || echo "containerd runs $exe"
+  fi
+  return 0
+}}"""
+
+
+# Restarts of one host's instances wait for each other: an upgrade that restarts them all
+# never has them all down at once.
+RESTART_LOCK = "/run/dockyard-restart.lock"
+
+
+def _activate_script(spec: InstanceSpec, restart: bool) -> str:
+    """Start the unit; with `restart`, a running unit restarts (one instance of the host at
+    a time), while a stopped one just starts (a new instance never waits for the others)."""
+    unit = quote(spec.service_name)
+    restart_lock = f"flock -w 900 {RESTART_LOCK}"
+    activate = (
+        f"if systemctl is-active -q {unit}; then {restart_lock} systemctl restart {unit};"
+        f" else systemctl start {unit}; fi"
+        if restart
+        else f"systemctl start {unit}"
+    )
     return bash_script(
         f"""\
 systemctl reset-failed {unit} 2>/dev/null || true
-if ! systemctl {verb} {unit}; then
+if ! {{ {activate}; }}; then
   echo "--- systemctl status {spec.service_name}" >&2
   systemctl status --no-pager -l {unit} >&2 || true
   echo "--- dockerd.log" >&2; tail -n 25 {quote(spec.path("log", "dockerd.log"))} >&2 || true
@@ -275,11 +381,13 @@ fi
     )
 
 
-def install(run: Runner, spec: InstanceSpec, *, check_networks: bool = True) -> None:
+def install(
+    run: Runner, spec: InstanceSpec, *, check_networks: bool = True, adopt: bool = False
+) -> None:
     """Converge the instance to `spec` and leave it running; restarts it only on change."""
     if check_networks:
         check_conflicts(run, spec)
-    result = run.run(_install_script(spec), step=f"install instance {spec.prefix}")
+    result = run.run(_install_script(spec, adopt=adopt), step=f"install instance {spec.prefix}")
     changed = f"{CHANGED_MARK}1" in result.stdout
     # Not under the host lock: dockerd needs 10+ s to answer on a slow host.
     run.run(
@@ -305,6 +413,7 @@ class InstanceState:
     rules_present: bool
     default_runtime: str
     files_in_sync: bool
+    stale_binaries: str = ""  # why the running daemons are not the installed binaries
 
     @property
     def exists(self) -> bool:
@@ -327,6 +436,7 @@ class InstanceState:
                 f"docker info default runtime is {self.default_runtime or 'unanswered'}",
             ),
             (self.files_in_sync, "instance files differ from the configuration"),
+            (not self.stale_binaries, f"{self.stale_binaries}: a restart picks up the new ones"),
         ]
         return [message for ok, message in checks if not ok]
 
@@ -378,6 +488,8 @@ if [ -S {quote(spec.socket_path)} ] && [ -x {docker} ]; then
 fi
 echo "runtime=$runtime"
 echo "files=$(if {{ {files_ok}; }}; then echo 1; else echo 0; fi)"
+{_stale_binaries_function(spec)}
+echo "stale=$(dy_stale_binaries | paste -sd ';')"
 """,
         locked=False,
     )
@@ -402,6 +514,7 @@ def parse_state(stdout: str) -> InstanceState:
         rules_present=values.get("rules") == "1",
         default_runtime=values.get("runtime", ""),
         files_in_sync=values.get("files") == "1",
+        stale_binaries=values.get("stale", ""),
     )
 
 
@@ -414,11 +527,14 @@ def inspect(run: Runner, spec: InstanceSpec) -> InstanceState:
 
 
 def _stop_script(spec: InstanceSpec) -> str:
-    """Unlocked: kill containers fast (their data goes anyway), then stop and disable."""
+    """Unlocked: kill containers fast (their data goes anyway), then stop and disable.
+    Another owner's instance of the same name is left alone (the locked remove says so)."""
     docker = quote(spec.docker_dir + "/docker")
     unit = quote(spec.service_name)
     return bash_script(
         f"""\
+{guards()}
+dy_is_ours {quote(spec.unit_path)} {quote(spec.root)} {quote(spec.owner)} || exit 0
 if [ -S {quote(spec.socket_path)} ] && [ -x {docker} ]; then
   ids=$(timeout 30 {docker} -H {quote(spec.docker_host)} ps -q 2>/dev/null || true)
   if [ -n "$ids" ]; then
@@ -456,28 +572,39 @@ def pool_bridges(spec: InstanceSpec, addrs: list[dict[str, Any]]) -> list[str]:
 
 
 def _remove_script(spec: InstanceSpec, bridges: list[str]) -> str:
-    root = quote(spec.root)
     unit = quote(spec.service_name)
     task_dir = quote(spec.path("run", "containerd", "io.containerd.runtime.v2.task"))
+    docker_pid, containerd_pid = spec.path("run", "docker.pid"), spec.path("run", "containerd.pid")
     return bash_script(
         f"""\
-root={root}
-case "$root" in
-  /|/bin|/boot|/dev|/etc|/home|/lib|/lib64|/opt|/proc|/root|/run|/sbin|/srv|/sys|/tmp|/usr|/var)
-    echo "refusing to remove system directory $root" >&2; exit 3 ;;
-esac
-# Leftover processes of this instance only (daemons, watcher, container inits and shims).
-for pidfile in "$root/run/docker.pid" "$root/run/containerd.pid" "$root/run/dind-watcher.pid"
-do
-  [ -f "$pidfile" ] && kill -KILL "$(cat "$pidfile")" 2>/dev/null || true
+{guards()}
+root={quote(spec.root)}
+owner={quote(spec.owner)}
+unit_file={quote(spec.unit_path)}
+keep() {{ echo "{KEEP_MARK}$*"; }}
+{_system_dir_guard()}
+if ! dy_is_ours "$unit_file" "$root" "$owner"; then
+  keep "instance {spec.prefix} on this host belongs to" \
+    "$(dy_unit_field "$unit_file" owner)$(dy_marker_owner "$root"), not to $owner: left alone"
+  exit 0
+fi
+legacy_root=$(dy_legacy_root "$unit_file")
+# Leftover processes of this instance only: a pid file outlives its process (a reboot),
+# so a pid is killed only while it runs in this instance's unit or container.
+for pidfile in {quote(docker_pid)} {quote(containerd_pid)}; do
+  pid=$(cat "$pidfile" 2>/dev/null || true)
+  if dy_pid_of_unit "$pid" {unit}; then kill -KILL "$pid" 2>/dev/null || true; fi
 done
 if [ -d {task_dir} ]; then
   for task in {task_dir}/*/*; do
     [ -d "$task" ] || continue
-    for pidfile in "$task/init.pid" "$task/shim.pid"; do
-      [ -f "$pidfile" ] && kill -KILL "$(cat "$pidfile")" 2>/dev/null || true
-    done
     ns=$(basename "$(dirname "$task")"); id=$(basename "$task")
+    for pidfile in "$task/init.pid" "$task/shim.pid"; do
+      pid=$(cat "$pidfile" 2>/dev/null || true)
+      if dy_pid_of_container "$pid" "$id" || dy_pid_of_unit "$pid" {unit}; then
+        kill -KILL "$pid" 2>/dev/null || true
+      fi
+    done
     # runc state and shim socket live in shared /run/containerd: remove only these ids'.
     [ -n "$ns" ] && [ -n "$id" ] && rm -rf "/run/containerd/runc/$ns/$id"
     shim=$(printf '%s' {quote(spec.containerd_socket)}"/$ns/$id" | sha256sum | cut -c1-64)
@@ -489,28 +616,50 @@ dockyard_sweep_rules
 for link in {quote_all([spec.bridge_name, *bridges])}; do
   ip link show dev "$link" >/dev/null 2>&1 && ip link del dev "$link"
 done
-rm -f {quote(spec.unit_path)}
-rm -rf {quote(spec.unit_path + ".d")}
+rm -f "$unit_file"
+rm -rf "$unit_file.d"
 systemctl daemon-reload
 systemctl reset-failed {unit} 2>/dev/null || true
-if [ -d "$root" ]; then
-  # Unmount everything below the root, deepest first (overlay, netns, shm mounts).
-  awk -v r="$root" '{{ p = $2; gsub(/\\\\040/, " ", p)
-    if (p == r || index(p, r "/") == 1) print p }}' /proc/mounts \\
-    | sort -r | while IFS= read -r mnt; do umount -l "$mnt" || true; done
-  rm -rf --one-file-system -- "$root"
+marker_owner=$(dy_marker_owner "$root")
+ours=0
+if [ -n "$marker_owner" ] && [ "$marker_owner" = "$owner" ]; then ours=1; fi
+if [ -z "$marker_owner" ] && [ "$legacy_root" = "$root" ]; then ours=1; fi
+if [ -d "$root" ] && [ ! -L "$root" ]; then
+  if [ "$ours" = 1 ]; then
+    # Unmount everything below the root, deepest first (overlay, netns, shm mounts).
+    awk -v r="$root" '{{ p = $2; gsub(/\\\\040/, " ", p)
+      if (p == r || index(p, r "/") == 1) print p }}' /proc/mounts \\
+      | sort -r | while IFS= read -r mnt; do umount -l "$mnt" || true; done
+    rm -rf --one-file-system -- "$root"
+  else
+    keep "root $root left in place: its marker names ${{marker_owner:-nobody}}, not $owner"
+  fi
 fi
-if id -u {quote(spec.user)} >/dev/null 2>&1; then userdel {quote(spec.user)}; fi
-if getent group {quote(spec.group)} >/dev/null; then groupdel {quote(spec.group)}; fi
+case "$(dy_user_comment {quote(spec.user)})" in
+  {quote(spec.user_comment)}|{quote("Dockyard instance " + spec.prefix)})
+    userdel {quote(spec.user)} ;;
+  "") ;;
+  *) keep "user {spec.user} left in place: it is not this instance's" ;;
+esac
+if getent group {quote(spec.group)} >/dev/null && ! getent passwd {quote(spec.user)} >/dev/null
+then
+  groupdel {quote(spec.group)}
+fi
 """
     )
 
 
-def remove(run: Runner, spec: InstanceSpec) -> None:
-    """Delete everything of the instance; a no-op when it is already gone."""
+def remove(run: Runner, spec: InstanceSpec) -> list[str]:
+    """Delete everything of the instance that belongs to it; a no-op when it is already gone.
+    Returns what was left on the host and why (another owner's instance, a foreign root)."""
     run.run(_stop_script(spec), step=f"stop {spec.service_name}", timeout=300)
     addrs = json.loads(run.run(_addr_script(), step="list addresses").stdout or "[]")
-    run.run(
+    result = run.run(
         _remove_script(spec, pool_bridges(spec, addrs)),
         step=f"remove instance {spec.prefix}",
     )
+    return [
+        line.removeprefix(KEEP_MARK)
+        for line in result.stdout.splitlines()
+        if line.startswith(KEEP_MARK)
+    ]

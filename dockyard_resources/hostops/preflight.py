@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
+from dockyard_resources.errors import DockyardError, HostOutputError
 from dockyard_resources.render.sysbox_host import FACTS_PREFIX
 
 SUPPORTED_ARCHES: Final = ("x86_64", "aarch64")
@@ -25,7 +26,7 @@ BROKEN_KERNELS: Final = {
 MIN_FREE_MB: Final = {"/usr/local": 512, "/var": 1024}
 
 
-class PreflightFailed(Exception):
+class PreflightFailed(DockyardError):
     """The host cannot run Dockyard; `problems` lists every reason."""
 
     def __init__(self, host: str, problems: list[str]) -> None:
@@ -76,7 +77,9 @@ class HostFacts:
         for line in stdout.splitlines():
             if line.startswith(FACTS_PREFIX):
                 return cls.from_json(json.loads(line[len(FACTS_PREFIX) :]))
-        raise ValueError(f"preflight printed no '{FACTS_PREFIX.strip()}' line: {stdout[-500:]!r}")
+        raise HostOutputError(
+            f"preflight printed no '{FACTS_PREFIX.strip()}' line: {stdout[-500:]!r}"
+        )
 
 
 def kernel_release(kernel: str) -> tuple[int, int] | None:

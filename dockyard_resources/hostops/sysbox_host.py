@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
+from dockyard_resources.errors import HostOutputError, InputError
 from dockyard_resources.hostops import artifacts, preflight
 from dockyard_resources.render import sysbox_host as render
 from dockyard_resources.render.sysbox_host import Artifact, ArtifactsMode, InstallPlan
@@ -42,10 +43,10 @@ class ArtifactSpec:
     def for_arch(self, arch: str) -> Artifact:
         entry = self.by_arch.get(arch)
         if not entry or not entry.get("url"):
-            raise ValueError(f"{self.kind}.artifacts has no entry for this host's arch {arch}")
+            raise InputError(f"{self.kind}.artifacts has no entry for this host's arch {arch}")
         sha = entry.get("sha256")
         if not sha:
-            raise ValueError(
+            raise InputError(
                 f"{self.kind} {self.version} for {arch} has no pinned sha256: set "
                 f"hosts[i].{self.kind}.sha256 for this host"
             )
@@ -59,6 +60,7 @@ class HostRequest:
     sysbox: ArtifactSpec
     mode: ArtifactsMode
     allow_sysbox_restart: bool
+    owner: str = ""
 
     @classmethod
     def from_props(cls, props: Mapping[str, Any]) -> HostRequest:
@@ -68,6 +70,7 @@ class HostRequest:
             sysbox=ArtifactSpec.from_props("sysbox", props["sysbox"]),
             mode=cast(ArtifactsMode, props.get("artifactsMode") or "download"),
             allow_sysbox_restart=bool(props.get("allowSysboxRestart", False)),
+            owner=str(props.get("owner") or ""),
         )
 
     def plan(self, arch: str) -> InstallPlan:
@@ -76,6 +79,7 @@ class HostRequest:
             sysbox=self.sysbox.for_arch(arch),
             mode=self.mode,
             allow_sysbox_restart=self.allow_sysbox_restart,
+            owner=self.owner,
         )
 
 
@@ -115,7 +119,7 @@ class HostState:
                     subuid_lines=int(d["subuidLines"]),
                     subgid_lines=int(d["subgidLines"]),
                 )
-        raise ValueError(f"host printed no state line: {stdout[-500:]!r}")
+        raise HostOutputError(f"host printed no state line: {stdout[-500:]!r}")
 
     def drift(self, plan: InstallPlan) -> list[str]:
         """Differences from a correct install of `plan`, in words; empty when none."""
@@ -154,6 +158,7 @@ class InstallOutcome:
 class RemoveOutcome:
     kept_for: list[str]  # instance unit files that keep the shared parts in place
     actions: list[str]
+    other_owners: list[str] = field(default_factory=list)  # other SysboxHosts on this host
 
 
 def _line_logger(log: Log, actions: list[str]) -> Callable[[str, str], None]:
@@ -201,7 +206,7 @@ def install(target: SshTarget, request: HostRequest, log: Log = _ignore) -> Inst
     state = HostState.from_output(result.stdout)
     drift = state.drift(plan)
     if drift:
-        raise RuntimeError(
+        raise HostOutputError(
             f"host {request.host_name}: install finished but the host is not as expected: "
             + "; ".join(drift)
         )
@@ -217,18 +222,22 @@ def inspect(target: SshTarget, plan: InstallPlan) -> tuple[HostState, str, str]:
     return HostState.from_output(result.stdout), sess.host_key, sess.fingerprint
 
 
-def remove(target: SshTarget, log: Log = _ignore) -> RemoveOutcome:
-    """Remove the shared layer, unless a Dockyard instance unit still needs it."""
+def remove(target: SshTarget, owner: str = "", log: Log = _ignore) -> RemoveOutcome:
+    """Unregister `owner`; remove the shared layer unless an instance unit or another
+    SysboxHost (another stack, a renamed host) still needs it."""
     sess = session(target)
     actions: list[str] = []
     result = sess.run(
-        render.remove_script(),
+        render.remove_script(owner),
         step="remove docker + sysbox",
         timeout=READ_TIMEOUT_S * 3,
         on_line=_line_logger(log, actions),
     )
     kept: list[str] = []
+    owners: list[str] = []
     for line in result.stdout.splitlines():
         if line.startswith(render.KEEP_PREFIX):
             kept = line[len(render.KEEP_PREFIX) :].split()
-    return RemoveOutcome(kept, actions)
+        elif line.startswith(render.OWNERS_PREFIX):
+            owners = line[len(render.OWNERS_PREFIX) :].split()
+    return RemoveOutcome(kept, actions, owners)

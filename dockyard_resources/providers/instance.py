@@ -20,16 +20,22 @@ from pulumi.dynamic import (
     ResourceProvider,
     UpdateResult,
 )
-from pulumi.output import Unknown
+from pulumi.runtime import rpc
 
 from dockyard_resources.config import values
 from dockyard_resources.hostops import instance as hostops
+from dockyard_resources.providers import quiet_errors
+from dockyard_resources.providers.inputs import (
+    connection_problems,
+    has_unknown,
+    normal,
+    whole_number,
+)
 from dockyard_resources.render.instance import InstanceSpec, ssh_forward
 from dockyard_resources.transport import SshTarget, session
 
-# The wire value of properties unknown during preview. The dynamic-provider server turns it
-# into a `pulumi.output.Unknown` object before check and diff; both forms count as unknown.
-UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+# The wire value of properties unknown during preview (tests send it as Pulumi would).
+UNKNOWN = rpc.UNKNOWN
 
 INPUT_KEYS = (
     "connection",
@@ -43,36 +49,47 @@ INPUT_KEYS = (
     "poolBase",
     "poolSize",
     "members",
+    "networkIsolation",
+    "owner",
+    "dockerSha256",
+    "sysboxSha256",
 )
 # A new prefix or root is a different instance (user, unit, bridge, paths): replace it,
 # deleting the old one first because both would claim the same names.
 REPLACE_KEYS = ("prefix", "root", "hostName")
 # Changes that only need the files rewritten and this instance restarted.
-UPDATE_KEYS = ("dockerDir", "sysboxDir", "bridgeCidr", "fixedCidr", "poolBase", "poolSize")
+UPDATE_KEYS = (
+    "dockerDir",
+    "sysboxDir",
+    "bridgeCidr",
+    "fixedCidr",
+    "poolBase",
+    "poolSize",
+    "networkIsolation",
+    # Set for an instance an earlier Dockyard made without one: the update adopts it.
+    "owner",
+    # New binaries under the same directory (a rebuilt or re-pinned artifact): the update
+    # restarts the instance onto them.
+    "dockerSha256",
+    "sysboxSha256",
+)
+# The machine itself: the instance lives on the old one, so a new address is a new instance.
+# (Not the port: a local VM's forwarded port may change while the machine stays the same.)
+REPLACE_CONNECTION_KEYS = ("host",)
+# May be absent (members and networkIsolation have defaults their validators fill in).
+OPTIONAL_KEYS = ("dockerSha256", "sysboxSha256")
+DEFAULTED_KEYS = ("members", "networkIsolation")
 NETWORK_KEYS = ("bridgeCidr", "fixedCidr", "poolBase", "poolSize")
 
-
-def _is_unknown(value: Any) -> bool:
-    return isinstance(value, Unknown) or (isinstance(value, str) and value == UNKNOWN)
+quiet_errors.install()
 
 
 def _unknown(value: Any) -> bool:
-    return _is_unknown(value) or (
-        isinstance(value, dict) and any(_is_unknown(v) for v in value.values())
-    )
+    return has_unknown(value)
 
 
 def _whole_number(value: Any) -> int:
-    # Pulumi sends every number as a float.
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return values.pool_size(value)
-
-
-def _abs_dir(value: Any) -> str:
-    if not isinstance(value, str) or not value.startswith("/"):
-        raise ValueError(f"must be an absolute directory on the host (got {value!r})")
-    return value
+    return values.pool_size(whole_number(value))
 
 
 def _members(value: Any) -> list[str]:
@@ -86,17 +103,19 @@ def _members(value: Any) -> list[str]:
     return names
 
 
-def _connection(value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict) or not value.get("host"):
-        raise ValueError("must be a mapping with at least host (and port, user, credentials)")
+def _network_isolation(value: Any) -> bool:
+    # Absent (the stack default, and instances made before the option existed): isolated.
+    if value is None:
+        return True
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false (got {value!r})")
     return value
 
 
 _VALIDATORS: dict[str, Callable[[Any], Any]] = {
-    "connection": _connection,
     "hostName": values.host_name,
-    "dockerDir": _abs_dir,
-    "sysboxDir": _abs_dir,
+    "dockerDir": values.host_path,
+    "sysboxDir": values.host_path,
     "prefix": values.prefix,
     "root": values.root_dir,
     "bridgeCidr": lambda v: str(values.bridge_interface(v)),
@@ -104,24 +123,33 @@ _VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "poolBase": lambda v: str(values.private_network(v, "172.28.0.0/16")),
     "poolSize": _whole_number,
     "members": _members,
+    "networkIsolation": _network_isolation,
+    "owner": values.owner_id,
+    "dockerSha256": values.sha256_hex,
+    "sysboxSha256": values.sha256_hex,
 }
 
 
 def validate(news: dict[str, Any]) -> tuple[dict[str, Any], list[CheckFailure]]:
     """Normalised inputs and every problem found; unknown values are left for later."""
     inputs = dict(news)
-    failures: list[CheckFailure] = []
+    if news.get("connection") is None:
+        failures = [CheckFailure("connection", "is required")]
+    else:
+        failures = [CheckFailure(k, why) for k, why in connection_problems(news["connection"])]
     for key, validator in _VALIDATORS.items():
         value = news.get(key)
         if _unknown(value):
             continue
-        if value is None and key != "members":
-            failures.append(CheckFailure(key, f"{key} is required"))
+        if value is None and key in OPTIONAL_KEYS:
+            continue
+        if value is None and key not in DEFAULTED_KEYS:
+            failures.append(CheckFailure(key, "is required"))
             continue
         try:
             inputs[key] = validator(value)
         except ValueError as exc:
-            failures.append(CheckFailure(key, f"{key}: {exc}"))
+            failures.append(CheckFailure(key, str(exc)))
     if not failures:
         failures.extend(_cross_checks(inputs))
     return inputs, failures
@@ -196,6 +224,11 @@ class DockyardInstanceProvider(ResourceProvider):
             if _comparable(key, olds.get(key)) != _comparable(key, news.get(key))
         ]
         replaces = [key for key in changed if key in REPLACE_KEYS]
+        old_conn, new_conn = olds.get("connection") or {}, news.get("connection") or {}
+        if isinstance(new_conn, dict) and any(
+            normal(old_conn.get(k)) != normal(new_conn.get(k)) for k in REPLACE_CONNECTION_KEYS
+        ):
+            replaces.append("connection")
         # A refresh that found the instance unhealthy: an update repairs it.
         unhealthy = olds.get("healthy") is False
         return DiffResult(
@@ -207,7 +240,7 @@ class DockyardInstanceProvider(ResourceProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         spec = InstanceSpec.from_props(props)
-        hostops.install(_run(props), spec, check_networks=True)
+        hostops.install(_run(props), spec, check_networks=True, adopt=False)
         outs = outputs(props)
         outs.update(healthy=True, health={})
         return CreateResult(f"{props['hostName']}/{spec.prefix}", outs)
@@ -217,7 +250,9 @@ class DockyardInstanceProvider(ResourceProvider):
         networks_changed = any(
             _comparable(k, olds.get(k)) != _comparable(k, news.get(k)) for k in NETWORK_KEYS
         )
-        hostops.install(_run(news), spec, check_networks=networks_changed)
+        # An instance an earlier Dockyard made has no owner in its state: it is adopted.
+        adopt = not olds.get("owner")
+        hostops.install(_run(news), spec, check_networks=networks_changed, adopt=adopt)
         outs = outputs(news)
         outs.update(healthy=True, health={})
         return UpdateResult(outs)
@@ -236,7 +271,9 @@ class DockyardInstanceProvider(ResourceProvider):
         return ReadResult(id_, outs)
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
-        hostops.remove(_run(props), InstanceSpec.from_props(props))
+        spec = InstanceSpec.from_props(props)
+        for kept in hostops.remove(_run(props), spec):
+            pulumi.log.warn(f"DockyardInstance {props.get('hostName')}/{spec.prefix}: {kept}")
 
 
 class DockyardInstance(pulumi.dynamic.Resource):

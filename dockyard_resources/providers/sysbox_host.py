@@ -8,17 +8,19 @@ connection and no credential, only code.
 
 from __future__ import annotations
 
-import re
-import urllib.parse
+import functools
 from collections.abc import Mapping
 from typing import Any
 
 import pulumi
 import pulumi.dynamic as dyn
-from pulumi.output import Unknown
-from pulumi.runtime import rpc
 
+from dockyard_resources.config import values
+from dockyard_resources.errors import InputError
 from dockyard_resources.hostops import sysbox_host as ops
+from dockyard_resources.providers import quiet_errors
+from dockyard_resources.providers.inputs import checked, connection_problems, normal
+from dockyard_resources.providers.inputs import has_unknown as _unknown
 from dockyard_resources.render import sysbox_host as render
 from dockyard_resources.transport import SshTarget
 
@@ -27,44 +29,20 @@ MODES = ("download", "upload")
 SECRET_OUTPUTS = ["connection"]
 # A different machine means a new resource; everything else converges in place.
 REPLACE_CONNECTION_KEYS = ("host", "port")
-INPUT_KEYS = ("connection", "hostName", "docker", "sysbox", "artifactsMode", "allowSysboxRestart")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
+INPUT_KEYS = (
+    "connection",
+    "hostName",
+    "docker",
+    "sysbox",
+    "artifactsMode",
+    "allowSysboxRestart",
+    "owner",
+)
 
-
-def _unknown(value: Any) -> bool:
-    # The dynamic-provider server hands check and diff `Unknown` objects (keep_unknowns);
-    # the raw wire string is accepted too.
-    return isinstance(value, Unknown) or (isinstance(value, str) and value == rpc.UNKNOWN)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+quiet_errors.install()
 
 
 # --- check ---------------------------------------------------------------------------------
-
-
-def _check_connection(conn: Any) -> list[tuple[str, str]]:
-    if _unknown(conn):
-        return []
-    if not isinstance(conn, Mapping):
-        return [("connection", "must be a mapping {host, port, user, ...}")]
-    problems: list[tuple[str, str]] = []
-    host = conn.get("host")
-    if not _unknown(host) and (not isinstance(host, str) or not host):
-        problems.append(("connection.host", "is required (the address to SSH to)"))
-    port = conn.get("port")
-    if (
-        port is not None
-        and not _unknown(port)
-        and (not _is_number(port) or port != int(port) or not 0 < int(port) < 65536)
-    ):
-        problems.append(("connection.port", f"must be an integer 1-65535, got {port!r}"))
-    for key in ("user", "privateKey", "privateKeyPassphrase", "password", "hostKey"):
-        value = conn.get(key)
-        if value is not None and not _unknown(value) and not isinstance(value, str):
-            problems.append((f"connection.{key}", "must be a string"))
-    return problems
 
 
 def _check_artifacts(kind: str, spec: Any, mode: Any) -> list[tuple[str, str]]:
@@ -73,9 +51,7 @@ def _check_artifacts(kind: str, spec: Any, mode: Any) -> list[tuple[str, str]]:
     if not isinstance(spec, Mapping):
         return [(kind, "must be a mapping {version, artifacts: {x86_64: {url, sha256}, ...}}")]
     problems: list[tuple[str, str]] = []
-    version = spec.get("version")
-    if not _unknown(version) and (not isinstance(version, str) or not version.strip()):
-        problems.append((f"{kind}.version", "must be a non-empty version string"))
+    checked(problems, f"{kind}.version", values.version, spec.get("version"))
     by_arch = spec.get("artifacts")
     if _unknown(by_arch):
         return problems
@@ -94,31 +70,12 @@ def _check_artifacts(kind: str, spec: Any, mode: Any) -> list[tuple[str, str]]:
         if not isinstance(entry, Mapping):
             problems.append((key, "must be a mapping {url, sha256}"))
             continue
-        url, sha = entry.get("url"), entry.get("sha256")
-        if not _unknown(url):
-            problems += [(f"{key}.url", p) for p in _url_problems(url, mode)]
-        if (
-            sha is not None
-            and not _unknown(sha)
-            and not (isinstance(sha, str) and _SHA256.fullmatch(sha.lower()))
-        ):
-            problems.append(
-                (f"{key}.sha256", f"must be 64 hex digits (a sha256 checksum), got {sha!r}")
-            )
+        location = functools.partial(values.artifact_location, mode=str(mode))
+        if entry.get("url") is None:
+            problems.append((f"{key}.url", "is required"))
+        checked(problems, f"{key}.url", location, entry.get("url"))
+        checked(problems, f"{key}.sha256", values.sha256_hex, entry.get("sha256"))
     return problems
-
-
-def _url_problems(url: Any, mode: Any) -> list[str]:
-    if not isinstance(url, str) or not url:
-        return ["is required"]
-    scheme = urllib.parse.urlparse(url).scheme
-    if scheme in ("http", "https"):
-        return []
-    if mode == "download":
-        return [f"{url!r}: artifactsMode download needs an http(s) URL the host can fetch"]
-    if scheme not in ("", "file"):
-        return [f"{url!r}: use an http(s) URL or a local path"]
-    return []
 
 
 def sysbox_restart_problem(
@@ -147,15 +104,16 @@ def sysbox_restart_problem(
 
 def check_props(olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Every problem with the inputs as (property path, reason); no host is touched."""
-    problems = _check_connection(news.get("connection"))
-    name = news.get("hostName")
-    if not _unknown(name) and (not isinstance(name, str) or not name):
-        problems.append(("hostName", "must be a non-empty string"))
+    problems = connection_problems(news.get("connection"))
+    checked(problems, "hostName", values.host_name, news.get("hostName"))
     mode = news.get("artifactsMode", "download")
     if not _unknown(mode) and mode not in MODES:
         problems.append(("artifactsMode", f"must be download or upload, got {mode!r}"))
     for kind in ("docker", "sysbox"):
         problems += _check_artifacts(kind, news.get(kind), mode)
+    if news.get("owner") is None:
+        problems.append(("owner", "is required (project/stack/resource)"))
+    checked(problems, "owner", values.owner_id, news.get("owner"))
     allow = news.get("allowSysboxRestart", False)
     if not _unknown(allow) and not isinstance(allow, bool):
         problems.append(("allowSysboxRestart", f"must be true or false, got {allow!r}"))
@@ -196,7 +154,7 @@ def diff_props(olds: Mapping[str, Any], news: Mapping[str, Any]) -> tuple[list[s
         return ["connection"], ["connection"]
     for key in REPLACE_CONNECTION_KEYS:
         old, new = old_conn.get(key), new_conn.get(key)
-        if _unknown(new) or _normal(old) != _normal(new):
+        if _unknown(new) or normal(old) != normal(new):
             replaces.append(f"connection.{key}")
     other_keys = (set(old_conn) | set(new_conn)) - set(REPLACE_CONNECTION_KEYS)
     for key in sorted(other_keys):
@@ -211,7 +169,7 @@ def diff_props(olds: Mapping[str, Any], news: Mapping[str, Any]) -> tuple[list[s
     if replaces:
         changed += replaces
     for key in INPUT_KEYS[1:]:
-        if _unknown(news.get(key)) or _normal(olds.get(key)) != _normal(news.get(key)):
+        if _unknown(news.get(key)) or normal(olds.get(key)) != normal(news.get(key)):
             changed.append(key)
     if olds.get("drift"):
         changed.append("drift")
@@ -224,17 +182,6 @@ def _key_material(line: Any) -> Any:
     if isinstance(line, str) and not _unknown(line):
         return " ".join(line.split()[:2])
     return line
-
-
-def _normal(value: Any) -> Any:
-    """Compare numbers as Pulumi sends them (floats) and nested values structurally."""
-    if _is_number(value):
-        return float(value)
-    if isinstance(value, Mapping):
-        return {k: _normal(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_normal(v) for v in value]
-    return value
 
 
 # --- host operations -----------------------------------------------------------------------
@@ -286,7 +233,7 @@ class SysboxHostProvider(dyn.ResourceProvider):
             _olds.get("arch"),
         )  # fmt: skip
         if restart and not replaces:
-            raise ValueError(f"SysboxHost {_olds.get('hostName')}: {restart}")
+            raise InputError(f"SysboxHost {_olds.get('hostName')}: {restart}")
         if changed:
             how = "replace" if replaces else "update in place"
             _log(f"SysboxHost {_news.get('hostName')}: {how}; changed: {', '.join(changed)}")
@@ -313,7 +260,7 @@ class SysboxHostProvider(dyn.ResourceProvider):
             _olds.get("arch"),
         )  # fmt: skip
         if restart:
-            raise ValueError(f"SysboxHost {_olds.get('hostName')}: {restart}")
+            raise InputError(f"SysboxHost {_olds.get('hostName')}: {restart}")
         return dyn.UpdateResult(self._install(_news, _olds.get("hostKey")))
 
     def read(self, id_: str, props: dict[str, Any]) -> dyn.ReadResult:
@@ -342,11 +289,17 @@ class SysboxHostProvider(dyn.ResourceProvider):
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
         name = _props.get("hostName")
-        outcome = ops.remove(_target(_props["connection"], _props.get("hostKey")), _log)
+        target = _target(_props["connection"], _props.get("hostKey"))
+        outcome = ops.remove(target, str(_props.get("owner") or ""), _log)
         if outcome.kept_for:
             pulumi.log.warn(
                 f"SysboxHost {name}: kept Docker, sysbox and dockyard-sysbox.service on the host "
                 f"because Dockyard instance units remain: {', '.join(outcome.kept_for)}"
+            )
+        elif outcome.other_owners:
+            pulumi.log.warn(
+                f"SysboxHost {name}: kept Docker, sysbox and dockyard-sysbox.service on the host "
+                f"because other SysboxHosts use it: {', '.join(outcome.other_owners)}"
             )
         elif not outcome.actions:
             _log(f"SysboxHost {name}: nothing left to remove")
@@ -378,11 +331,13 @@ class SysboxHost(dyn.Resource, module="dockyard", name="SysboxHost"):
         host_name: pulumi.Input[str],
         docker: pulumi.Input[Mapping[str, Any]],
         sysbox: pulumi.Input[Mapping[str, Any]],
+        owner: pulumi.Input[str],
         artifacts_mode: pulumi.Input[str] = "download",
         allow_sysbox_restart: pulumi.Input[bool] = False,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props: dict[str, Any] = {
+            "owner": owner,
             "connection": connection,
             "hostName": host_name,
             "docker": docker,

@@ -28,15 +28,31 @@ from dockyard_resources.render import iptables
 from dockyard_resources.render.common import quote, quote_all, template_env
 
 SYSBOX_UNIT = "dockyard-sysbox.service"
-SYSBOX_DATA_ROOT = "/var/lib/dockyard-sysbox"
 UNIT_DIR = "/etc/systemd/system"
+# Header lines of an instance unit: the prefix, the root and the owner (the Pulumi resource,
+# `project/stack/resource`). Other instances, the SysboxHost and delete read them.
 MARKER = "# dockyard-instance: "
 ROOT_MARKER = "# dockyard-root: "
+OWNER_MARKER = "# dockyard-owner: "
+# `owner=` and `prefix=` lines in the root: a directory without it is not an instance root.
+ROOT_MARKER_FILE = ".dockyard-instance"
 # Seconds the unit's ExecStartPost waits for `docker info` after dockerd reported ready.
 READY_TIMEOUT_S = 120
 # Seconds dockerd gives containers to stop on shutdown before killing them.
 SHUTDOWN_TIMEOUT_S = 15
-SUBDIRS = ("bin", "etc", "lib", "log", "run")
+# Directories under the root and their modes; all belong to root and the instance group.
+# The root and lib/ let others traverse (never list): sysbox maps a container's root to an
+# unprivileged uid range, which must reach the container's root filesystem below lib/docker.
+TRAVERSABLE_MODE = 0o751
+PRIVATE_MODE = 0o750
+DIR_MODES: dict[str, int] = {
+    "": TRAVERSABLE_MODE,
+    "bin": PRIVATE_MODE,
+    "etc": PRIVATE_MODE,
+    "lib": TRAVERSABLE_MODE,
+    "log": PRIVATE_MODE,
+    "run": PRIVATE_MODE,
+}
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -53,6 +69,12 @@ class InstanceSpec:
     pool_base: ipaddress.IPv4Network
     pool_size: int
     members: tuple[str, ...] = field(default=())
+    # `project/stack/resource` of the Pulumi resource that made the instance; written into
+    # the unit, the root's marker and the user's comment, checked before any change.
+    owner: str = ""
+    # Drop new connections toward this instance's containers from anywhere but the instance
+    # itself (docs/security.md); `networkIsolation: false` turns that off.
+    network_isolation: bool = True
 
     @classmethod
     def from_props(cls, props: dict[str, Any]) -> InstanceSpec:
@@ -67,6 +89,9 @@ class InstanceSpec:
             pool_base=ipaddress.IPv4Network(str(props["poolBase"])),
             pool_size=int(props["poolSize"]),
             members=tuple(str(m) for m in props.get("members") or ()),
+            owner=str(props.get("owner") or ""),
+            # Absent in the state of instances made before the option existed: isolated.
+            network_isolation=props.get("networkIsolation") is not False,
         )
 
     # Names
@@ -95,6 +120,15 @@ class InstanceSpec:
         return "/".join((self.root, *parts))
 
     @property
+    def marker_path(self) -> str:
+        return self.path(ROOT_MARKER_FILE)
+
+    @property
+    def user_comment(self) -> str:
+        """The system user's comment (GECOS): names the instance and its owner."""
+        return f"Dockyard instance {self.prefix} ({self.owner})"
+
+    @property
     def unit_path(self) -> str:
         return f"{UNIT_DIR}/{self.service_name}"
 
@@ -121,7 +155,9 @@ class InstanceSpec:
         }
 
     def rules(self) -> list[iptables.Rule]:
-        return iptables.instance_rules(self.bridge_name, self.fixed_cidr, self.pool_base)
+        return iptables.instance_rules(
+            self.bridge_name, self.fixed_cidr, self.pool_base, isolate=self.network_isolation
+        )
 
 
 # --- configuration files -------------------------------------------------------------
@@ -136,6 +172,10 @@ def daemon_json(spec: InstanceSpec) -> str:
         "ip6tables": False,
         "ip-masq": False,
         "ipv6": False,
+        # The overlay2 graph driver, not Docker 29's default containerd image store: sysbox
+        # 0.6.7 tracks overlay2 rootfs paths across stop/start (see docs/instances.md).
+        "features": {"containerd-snapshotter": False},
+        "storage-driver": "overlay2",
         "runtimes": {"sysbox-runc": {"path": spec.path("bin", "sysbox-runc")}},
         "default-runtime": "sysbox-runc",
         "shutdown-timeout": SHUTDOWN_TIMEOUT_S,
@@ -237,10 +277,17 @@ wait_gone() {  # pid seconds
 }
 main=${1:-}
 [ -n "$main" ] || main=$(cat {{ spec.path('run', 'docker.pid') | q }} 2>/dev/null || true)
+if [ -n "$main" ] && ! grep -qF /{{ spec.service_name }} "/proc/$main/cgroup" 2>/dev/null; then
+  main=""
+fi
 if [ -n "$main" ] && kill -TERM "$main" 2>/dev/null; then
   wait_gone "$main" {{ shutdown + 45 }} || true
 fi
 cpid=$(cat {{ spec.path('run', 'containerd.pid') | q }} 2>/dev/null || true)
+# A pid file can outlive its process: only a pid in this unit's cgroup is ours to stop.
+if [ -n "$cpid" ] && ! grep -qF /{{ spec.service_name }} "/proc/$cpid/cgroup" 2>/dev/null; then
+  cpid=""
+fi
 if [ -n "$cpid" ] && kill -TERM "$cpid" 2>/dev/null; then
   wait_gone "$cpid" 20 || kill -KILL "$cpid" 2>/dev/null || true
 fi
@@ -278,6 +325,8 @@ _NET = """\
 # ip_forward, rules), `down` after it stops (rules only: the bridge stays until delete),
 # `check` exits 0 only when bridge and every rule are present. Rules carry the comment
 # {{ spec.tag }} so this never touches another instance's rules or Docker's chains.
+# Guards (replies, own traffic, drops toward the containers and to cloud metadata) go to the
+# top of FORWARD, the containers' outbound ACCEPTs to its end (render/iptables.py).
 set -euo pipefail
 export PATH={{ system_path | q }}
 bridge={{ spec.bridge_name | q }}
@@ -326,79 +375,13 @@ def net_script(spec: InstanceSpec) -> str:
     )
 
 
-_WATCHER = """\
-#!/bin/bash
-# DinD ownership watcher of {{ spec.service_name }}. sysbox-mgr creates per-container
-# directories {{ data_root }}/<kind>/<container-id> owned 0:0; where the ID-mapped mount does
-# not apply, the inner dockerd cannot write them. For containers of THIS instance only, chown
-# such directories to the container's mapped root uid/gid. Nothing to fix = nothing done.
-set -uo pipefail
-export PATH={{ system_path | q }}
-pidfile={{ spec.path('run', 'dind-watcher.pid') | q }}
-docker() { {{ (spec.docker_dir + '/docker') | q }} -H {{ spec.docker_host | q }} "$@"; }
-
-fix_once() {
-  local dir id pid uid gid
-  [ -d {{ data_root | q }} ] || return 0
-  while IFS= read -r dir; do
-    id=${dir##*/}
-    [ -n "${seen[$id]:-}" ] && continue
-    pid=$(docker inspect --format '{{ '{{' }}.State.Pid{{ '}}' }}' "$id" 2>/dev/null) || {
-      seen[$id]=other; continue; }  # not ours: another instance's watcher handles it
-    [ "${pid:-0}" -gt 0 ] 2>/dev/null || continue  # not running yet: retry next round
-    uid=$(awk '$1 == 0 {print $2; exit}' "/proc/$pid/uid_map" 2>/dev/null)
-    gid=$(awk '$1 == 0 {print $2; exit}' "/proc/$pid/gid_map" 2>/dev/null)
-    if [ -n "$uid" ] && [ -n "$gid" ] && [ "$uid" != 0 ]; then
-      chown "$uid:$gid" "$dir" && echo "chowned $dir to $uid:$gid"
-    fi
-    seen[$id]=done
-  done < <(find {{ data_root | q }} -mindepth 2 -maxdepth 2 -type d -uid 0 \\
-             -regextype posix-extended -regex '.*/[0-9a-f]{64}' 2>/dev/null)
-}
-
-run() {
-  declare -gA seen=()
-  while true; do
-    fix_once
-    if command -v inotifywait >/dev/null 2>&1 && [ -d {{ data_root | q }} ]; then
-      inotifywait -qq -r -t 30 -e create {{ data_root | q }} >/dev/null 2>&1 || true
-    else
-      sleep 3
-    fi
-  done
-}
-
-case "${1:-}" in
-  start)
-    "$0" stop
-    setsid "$0" run >>{{ spec.path('log', 'dind-watcher.log') | q }} 2>&1 </dev/null &
-    echo $! >"$pidfile" ;;
-  stop)
-    if [ -f "$pidfile" ]; then
-      kill "$(cat "$pidfile")" 2>/dev/null || true
-      rm -f "$pidfile"
-    fi ;;
-  run) run ;;
-  *) echo "usage: $0 start|stop|run" >&2; exit 2 ;;
-esac
-exit 0
-"""
-
-
-def dind_watcher_script(spec: InstanceSpec) -> str:
-    return (
-        template_env()
-        .from_string(_WATCHER)
-        .render(spec=spec, system_path=SYSTEM_PATH, data_root=SYSBOX_DATA_ROOT)
-    )
-
-
 # --- the unit -------------------------------------------------------------------------------
 
 
 _UNIT = """\
 {{ marker }}{{ spec.prefix }}
 {{ root_marker }}{{ spec.root }}
+{{ owner_marker }}{{ spec.owner }}
 # Generated by Dockyard: isolated dockerd + containerd for instance {{ spec.prefix }}.
 [Unit]
 Description=Dockyard instance {{ spec.prefix }} (dockerd + containerd on {{ spec.socket_path }})
@@ -414,9 +397,7 @@ ExecStartPre={{ spec.path('bin', 'dockyard-net') }} up
 ExecStartPre=/bin/rm -f {{ spec.socket_path }} {{ spec.containerd_socket }}
 ExecStart={{ spec.path('bin', 'dockyard-start') }}
 ExecStartPost={{ spec.path('bin', 'dockyard-wait-ready') }}
-ExecStartPost={{ spec.path('bin', 'dockyard-dind-watcher') }} start
 ExecStop={{ spec.path('bin', 'dockyard-stop') }} $MAINPID
-ExecStopPost={{ spec.path('bin', 'dockyard-dind-watcher') }} stop
 ExecStopPost={{ spec.path('bin', 'dockyard-net') }} down
 Restart=on-failure
 RestartSec=5
@@ -441,6 +422,7 @@ def unit_file(spec: InstanceSpec) -> str:
             spec=spec,
             marker=MARKER,
             root_marker=ROOT_MARKER,
+            owner_marker=OWNER_MARKER,
             sysbox_unit=SYSBOX_UNIT,
             system_path=SYSTEM_PATH,
         )
@@ -455,6 +437,8 @@ class HostFile:
     path: str
     content: str
     mode: int
+    # The instance group where its members need to read the file; else root's own.
+    group_readable: bool = True
 
     @property
     def sha256(self) -> str:
@@ -472,9 +456,13 @@ def instance_files(spec: InstanceSpec) -> list[HostFile]:
         HostFile(spec.path("bin", "dockyard-stop"), stop_script(spec), 0o755),
         HostFile(spec.path("bin", "dockyard-wait-ready"), wait_ready_script(spec), 0o755),
         HostFile(spec.path("bin", "dockyard-net"), net_script(spec), 0o755),
-        HostFile(spec.path("bin", "dockyard-dind-watcher"), dind_watcher_script(spec), 0o755),
-        HostFile(spec.unit_path, unit_file(spec), 0o644),
+        HostFile(spec.unit_path, unit_file(spec), 0o644, group_readable=False),
+        HostFile(spec.marker_path, root_marker(spec), 0o644, group_readable=False),
     ]
+
+
+def root_marker(spec: InstanceSpec) -> str:
+    return f"owner={spec.owner}\nprefix={spec.prefix}\n"
 
 
 def ssh_forward(spec: InstanceSpec, connection: dict[str, Any]) -> str:

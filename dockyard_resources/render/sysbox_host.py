@@ -35,6 +35,10 @@ ACTION_PREFIX: Final = "dockyard-action: "
 STATE_PREFIX: Final = "dockyard-state: "
 FACTS_PREFIX: Final = "dockyard-facts: "
 KEEP_PREFIX: Final = "dockyard-keep: "
+OWNERS_PREFIX: Final = "dockyard-owners: "
+# One file per SysboxHost resource using this host (`project/stack/resource` inside): the
+# shared layer stays while any other owner (e.g. another stack, or a renamed host) remains.
+OWNERS_DIR: Final = f"{LIB_ROOT}/owners"
 
 SOCKETS: Final = {"sysbox-mgr": f"{RUN_DIR}/sysmgr.sock", "sysbox-fs": f"{RUN_DIR}/sysfs.sock"}
 STALE_SOCKETS: Final = (*SOCKETS.values(), f"{RUN_DIR}/sysfs-seccomp.sock")
@@ -85,6 +89,10 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def owner_file(owner: str) -> str:
+    return f"{OWNERS_DIR}/{sha256_text(owner)[:16]}"
+
+
 @dataclass(frozen=True)
 class Artifact:
     """One artifact for the host's architecture."""
@@ -101,6 +109,7 @@ class InstallPlan:
     sysbox: Artifact
     mode: ArtifactsMode
     allow_sysbox_restart: bool
+    owner: str = ""
 
 
 _ENV = template_env()
@@ -432,7 +441,7 @@ fetch_artifact() {  # name sha url
     echo "$name artifact: the host could not download $url (curl exit $rc)." >&2
     echo "If this host has no internet access, set 'artifacts: upload' for it so the" >&2
     echo "machine running Pulumi sends the artifacts, or, for an offline demo on a" >&2
-    echo "local VM, use the testbed stack with STAND-IN artifacts: make up STACK=testbed" >&2
+    echo "local VM, use the testbed stack: make up STACK=testbed" >&2
     return 1
   fi
   if ! verify_sha "$dest.part" "$sha" "$name" "downloaded from $url"; then
@@ -541,6 +550,14 @@ for f in /etc/subuid /etc/subgid; do
     action "sysbox line added to $f"
   fi
 done
+{% if owner %}
+mkdir -p {{ owners_dir }}
+if [ "$(cat {{ owner_file }} 2>/dev/null)" != {{ owner | q }} ]; then
+  printf '%s\n' {{ owner | q }} > {{ owner_file }}.tmp
+  mv -f {{ owner_file }}.tmp {{ owner_file }}
+  action "owner "{{ owner | q }}" registered"
+fi
+{% endif %}
 wrote=0
 write_file {{ supervisor_path }} 0755 {{ supervisor | q }}
 write_file {{ unit_path }} 0644 {{ unit | q }}
@@ -636,6 +653,9 @@ def install_script(plan: InstallPlan) -> str:
         sockets=" ".join(SOCKETS.values()),
         instance_marker=INSTANCE_MARKER,
         systemd_dir=SYSTEMD_DIR,
+        owner=plan.owner,
+        owners_dir=OWNERS_DIR,
+        owner_file=owner_file(plan.owner),
     )
     return bash_script(body + _inspect_body(plan.docker, plan.sysbox))
 
@@ -643,9 +663,17 @@ def install_script(plan: InstallPlan) -> str:
 _REMOVE = _ENV.from_string(
     r"""
 action() { echo {{ action_prefix | q }}"$*"; }
+{% if owner %}
+if [ -f {{ owner_file }} ]; then
+  rm -f {{ owner_file }}
+  action "owner "{{ owner | q }}" removed"
+fi
+{% endif %}
 mapfile -t instances < <(grep -lsF {{ instance_marker | q }} {{ systemd_dir }}/*.service || true)
-if [ -n "${instances[*]:-}" ]; then
-  echo {{ keep_prefix | q }}"${instances[*]}"
+mapfile -t owners < <(cat {{ owners_dir }}/* 2>/dev/null || true)
+if [ -n "${instances[*]:-}" ] || [ -n "${owners[*]:-}" ]; then
+  echo {{ keep_prefix | q }}"${instances[*]:-}"
+  echo {{ owners_prefix | q }}"${owners[*]:-}"
   exit 0
 fi
 if [ -f {{ unit_path }} ] || systemctl is-active --quiet {{ service }}; then
@@ -660,6 +688,7 @@ for d in {{ lib_root }}/docker-* {{ lib_root }}/sysbox-* {{ data_dir }} {{ log_d
     {{ cache_root }}; do
   if [ -e "$d" ]; then rm -rf "$d"; action "directory $d removed"; fi
 done
+rmdir {{ owners_dir }} 2>/dev/null || true
 rmdir {{ lib_root }} 2>/dev/null && action "directory {{ lib_root }} removed" || true
 rm -f {{ stale_sockets }}
 rmdir {{ run_dir }} 2>/dev/null || true
@@ -681,9 +710,14 @@ done
 )
 
 
-def remove_script() -> str:
-    """Remove every shared part, unless a Dockyard instance unit remains (then print why)."""
+def remove_script(owner: str = "") -> str:
+    """Unregister `owner`, then remove every shared part unless a Dockyard instance unit or
+    another owner remains (then print why)."""
     body = _REMOVE.render(
+        owner=owner,
+        owner_file=owner_file(owner),
+        owners_dir=OWNERS_DIR,
+        owners_prefix=OWNERS_PREFIX,
         action_prefix=ACTION_PREFIX,
         keep_prefix=KEEP_PREFIX,
         instance_marker=INSTANCE_MARKER,

@@ -29,13 +29,12 @@ from .hostkeys import (
 )
 from .keys import load_key_file, load_private_key
 from .masking import mask, mask_pieces
+from .quiet import silence_paramiko
 from .target import ResolvedTarget
 
 log = logging.getLogger(__name__)
-# paramiko logs every failed attempt (with a traceback) at ERROR level; while a host
-# boots those are expected, and this module reports the last one when it gives up.
-logging.getLogger("paramiko").addHandler(logging.NullHandler())
-logging.getLogger("paramiko").propagate = False
+# This module reports the last failed attempt itself when it gives up.
+silence_paramiko()
 
 # Per-attempt limits: each socket operation is bounded even if the deadline is far.
 TCP_CONNECT_TIMEOUT = 10.0

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dockyard_resources.errors import DockyardError
 
-class TransportError(Exception):
+
+class TransportError(DockyardError):
     """Base of every error raised by dockyard_resources.transport."""
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from dockyard_resources.errors import DockyardError
 from dockyard_resources.vm.paths import images_dir
 
 # Bump when the build procedure changes in a way the inputs below do not show.
@@ -61,7 +62,7 @@ SUITE_PACKAGES = {"trixie": ("docker-cli",), "bookworm": ()}
 KEPT_DEBS = ("docker.io", "docker-cli", "containerd", "runc", "tini")
 
 
-class ImageBuildError(RuntimeError):
+class ImageBuildError(DockyardError):
     """The image could not be built; the message carries the failing step's output tail."""
 
 
@@ -136,7 +137,7 @@ def cached_image(key: str) -> BaseImage:
 
 def _check_suite(suite: str) -> None:
     if suite not in SUPPORTED_SUITES:
-        raise ValueError(f"suite {suite!r} is not supported; use one of {SUPPORTED_SUITES}")
+        raise ImageBuildError(f"suite {suite!r} is not supported; use one of {SUPPORTED_SUITES}")
 
 
 @contextmanager

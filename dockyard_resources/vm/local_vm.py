@@ -23,7 +23,11 @@ from pulumi.dynamic import (
     ResourceProvider,
 )
 
+from dockyard_resources.providers import quiet_errors
+from dockyard_resources.providers.inputs import is_unknown, whole_number
 from dockyard_resources.vm import image, keys, runner
+
+quiet_errors.install()
 
 VM_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 INPUT_KEYS = ("vmName", "memoryMb", "cpus", "diskGb", "suite")
@@ -67,23 +71,21 @@ class LocalVmProvider(ResourceProvider):
         name = inputs.get("vmName")
         if not isinstance(name, str) or not VM_NAME.match(name):
             failures.append(
-                CheckFailure("vmName", "vmName must match [a-z0-9][a-z0-9-]{0,62} (it names a dir)")
+                CheckFailure("vmName", "must match [a-z0-9][a-z0-9-]{0,62} (it names a directory)")
             )
         for key, (low, high) in LIMITS.items():
             value = inputs.get(key)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 if value != int(value) or not low <= int(value) <= high:
-                    failures.append(
-                        CheckFailure(key, f"{key} must be a whole number {low}..{high}")
-                    )
+                    failures.append(CheckFailure(key, f"must be a whole number {low}..{high}"))
                 else:
                     inputs[key] = int(value)
             elif not _unknown(value):
-                failures.append(CheckFailure(key, f"{key} must be a number"))
+                failures.append(CheckFailure(key, "must be a number"))
         suite = inputs.get("suite")
         if not _unknown(suite) and suite not in image.SUPPORTED_SUITES:
             failures.append(
-                CheckFailure("suite", f"suite must be one of {', '.join(image.SUPPORTED_SUITES)}")
+                CheckFailure("suite", f"must be one of {', '.join(image.SUPPORTED_SUITES)}")
             )
         return CheckResult(inputs, failures)
 
@@ -91,7 +93,7 @@ class LocalVmProvider(ResourceProvider):
         # Every input shapes the VM itself: any change means a new VM. The old
         # one must go first because both would use the same state directory.
         changed = [
-            key for key in INPUT_KEYS if _normalised(olds.get(key)) != _normalised(news.get(key))
+            key for key in INPUT_KEYS if whole_number(olds.get(key)) != whole_number(news.get(key))
         ]
         return DiffResult(
             changes=bool(changed),
@@ -116,14 +118,8 @@ class LocalVmProvider(ResourceProvider):
 
 
 def _unknown(value: Any) -> bool:
-    # During preview inputs computed from other resources are not known yet.
-    return value is None or type(value).__name__ == "Unknown"
-
-
-def _normalised(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
+    # Absent (defaults apply) or not known during preview.
+    return value is None or is_unknown(value)
 
 
 class LocalVm(Resource):

@@ -13,7 +13,11 @@ import time
 
 import paramiko
 
+from dockyard_resources.transport.quiet import silence_paramiko
 from dockyard_resources.vm.keys import fingerprint, key_type_and_blob
+
+# Refused banners are the normal state of a booting VM: only the final outcome is reported.
+silence_paramiko()
 
 
 class ProbeHostKeyMismatch(RuntimeError):

@@ -4,6 +4,11 @@ A VM is a state directory (`${DOCKYARD_CACHE}/vms/<name>/`) holding its qcow2
 overlay on the cached base image, its seed disk, its keys, the QEMU pidfile,
 QMP socket and serial console log, and `vm.json`. The VM lives as long as its
 QEMU process on this machine: nothing restarts it after this machine reboots.
+
+Memory snapshots: `save_snapshot` / `load_snapshot` keep the whole running VM
+(RAM, devices, disk) as an internal snapshot of its qcow2 overlay, and
+`start(loadvm=tag)` starts QEMU from one instead of booting; booted templates
+and their clones are built on them in `snapshot.py`.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from pathlib import Path
 import paramiko
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
+from dockyard_resources.errors import DockyardError
 from dockyard_resources.vm import accel, image, keys, probe, qmp, seed
 from dockyard_resources.vm.paths import vms_dir
 
@@ -31,9 +37,12 @@ ROOT_USER = "root"
 SUDO_USER = "dockyard"
 BOOT_DEADLINE = 300.0
 PROBE_TIMEOUT = 10.0
+# savevm writes every guest page in use (hundreds of MB under TCG): far beyond QMP's 5 s.
+SAVEVM_TIMEOUT = 600.0
+LOADVM_TIMEOUT = 300.0
 
 
-class VmError(RuntimeError):
+class VmError(DockyardError):
     """The VM did not start, stop or answer as expected; carries the console tail."""
 
 
@@ -129,8 +138,13 @@ class Vm:
         return self.record().pid
 
     # --- life cycle ----------------------------------------------------------
-    def prepare(self, spec: VmSpec) -> None:
-        """Create keys, overlay and seed disk (first time only)."""
+    def prepare(self, spec: VmSpec, *, clone_of: Path | None = None) -> None:
+        """Create keys, overlay and seed disk (first time only).
+
+        `clone_of`: copy this qcow2 overlay (a template's, with its internal
+        snapshots; same base image and size) instead of creating an empty one.
+        The keys, seed disk and machine-id are this VM's own all the same.
+        """
         base = image.ensure_image(spec.suite)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.state_dir.chmod(0o700)
@@ -144,22 +158,29 @@ class Vm:
         fd = os.open(self.private_key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(client_key.private_openssh)
-        _check_call(
-            [
-                "qemu-img",
-                "create",
-                "-q",
-                "-f",
-                "qcow2",
-                "-b",
-                str(base.raw),
-                "-F",
-                "raw",
-                str(self.overlay),
-                f"{spec.disk_gb}G",
-            ],
-            "qemu-img create",
-        )
+        if clone_of is not None:
+            # A plain sparse copy keeps the internal snapshots (qemu-img convert drops them).
+            _check_call(
+                ["cp", "--sparse=always", "--reflink=auto", str(clone_of), str(self.overlay)],
+                "copy of the template overlay",
+            )
+        else:
+            _check_call(
+                [
+                    "qemu-img",
+                    "create",
+                    "-q",
+                    "-f",
+                    "qcow2",
+                    "-b",
+                    str(base.raw),
+                    "-F",
+                    "raw",
+                    str(self.overlay),
+                    f"{spec.disk_gb}G",
+                ],
+                "qemu-img create",
+            )
         seed.write_seed_disk(
             self.seed_disk,
             host_key=host_key,
@@ -179,8 +200,13 @@ class Vm:
             )
         )
 
-    def start(self) -> None:
-        """Boot QEMU in the background (returns before the guest is up)."""
+    def start(self, *, loadvm: str | None = None) -> None:
+        """Boot QEMU in the background (returns before the guest is up).
+
+        `loadvm`: start from this internal snapshot of the overlay instead of
+        booting (QEMU restores it before it daemonizes, so a snapshot that does
+        not load fails here, with QEMU's message).
+        """
         if self.is_alive():
             return
         record = self.record()
@@ -191,7 +217,10 @@ class Vm:
         for _attempt in range(3):  # a free port can be taken between pick and bind
             port = record.port if record.port and _port_free(record.port) else _free_port()
             proc = subprocess.run(
-                self._qemu_argv(record, base, port), capture_output=True, text=True, check=False
+                self._qemu_argv(record, base, port, loadvm=loadvm),
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if proc.returncode == 0:
                 record.port = port
@@ -200,9 +229,18 @@ class Vm:
                 return
             last_error = proc.stderr.strip()
             record.port = 0
+            if loadvm is not None and "forwarding rule" not in last_error:
+                raise VmError(f"qemu did not start from snapshot {loadvm!r}: {last_error}")
         raise VmError(f"qemu did not start: {last_error}")
 
-    def _qemu_argv(self, record: VmRecord, base: image.BaseImage, port: int) -> list[str]:
+    def qemu_argv(self, port: int = 0, *, loadvm: str | None = None) -> list[str]:
+        """The QEMU command line this VM starts with (on `port`)."""
+        record = self.record()
+        return self._qemu_argv(record, image.cached_image(record.image_key), port, loadvm=loadvm)
+
+    def _qemu_argv(
+        self, record: VmRecord, base: image.BaseImage, port: int, *, loadvm: str | None = None
+    ) -> list[str]:
         # panic=5: under TCG the guest kernel has been seen to panic in early boot
         # (sched_clock_tick); rebooting itself turns that flake into a slower boot.
         append = (
@@ -239,6 +277,10 @@ class Vm:
             "rng-random,id=rng0,filename=/dev/urandom",
             "-device",
             "virtio-rng-pci,rng=rng0",
+            # A new generation id per QEMU process: the guest kernel reseeds its
+            # RNG when a snapshot is loaded, so clones of one snapshot diverge.
+            "-device",
+            "vmgenid,guid=auto",
             "-chardev",
             f"file,id=console,path={self.console_log},append=on",
             "-serial",
@@ -248,6 +290,7 @@ class Vm:
             "-daemonize",
             "-pidfile",
             str(self.pidfile),
+            *(["-loadvm", loadvm] if loadvm is not None else []),
         ]
 
     def is_alive(self) -> bool:
@@ -315,6 +358,60 @@ class Vm:
         with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
             self.probe("systemd-run --no-block systemctl reboot")
         return self.wait_for_ssh(previous_boot_id=before, deadline=deadline)
+
+    # --- memory snapshots (internal, in the qcow2 overlay) ---------------------
+    def hmp(self, command_line: str, *, timeout: float = 5.0) -> str:
+        """Run a human-monitor command through QMP; returns its text output."""
+        return qmp.hmp_command(self.qmp_socket, command_line, timeout=timeout)
+
+    def pause(self) -> None:
+        """Stop the vCPUs (QMP `stop`): the guest changes nothing until it is resumed."""
+        qmp.qmp_command(self.qmp_socket, "stop")
+
+    def resume(self) -> None:
+        qmp.qmp_command(self.qmp_socket, "cont")
+
+    def snapshot_tags(self) -> list[str]:
+        """Tags of the internal snapshots of the running VM's disks (`info snapshots`)."""
+        return qmp.snapshot_tags(self.hmp("info snapshots"))
+
+    def save_snapshot(self, tag: str, *, timeout: float = SAVEVM_TIMEOUT) -> None:
+        """`savevm tag`: RAM, device state and disk, kept inside the qcow2 overlay.
+
+        The read-only raw seed disk is not part of it (QEMU snapshots only the
+        writable disks), so a clone may bring its own seed disk. The VM keeps
+        the run state it had (a paused VM stays paused).
+        """
+        reply = self.hmp(f"savevm {tag}", timeout=timeout)
+        if qmp.hmp_failed(reply):
+            raise VmError(f"savevm {tag} on {self.state_dir.name} failed: {reply.strip()}")
+        if tag not in self.snapshot_tags():
+            raise VmError(f"savevm {tag} on {self.state_dir.name} left no snapshot: {reply!r}")
+
+    def load_snapshot(self, tag: str, *, timeout: float = LOADVM_TIMEOUT) -> None:
+        """`loadvm tag` in the running QEMU: the guest continues from the snapshot.
+
+        Everything since the snapshot is gone, the guest's clock included (it
+        continues from the snapshot's time): see `snapshot.adopt_identity`.
+        A tag the disks do not hold is refused before the VM is touched (HMP's
+        loadvm would leave it paused).
+        """
+        tags = self.snapshot_tags()
+        if tag not in tags:
+            raise VmError(f"no snapshot {tag!r} in {self.state_dir.name} (it has {tags})")
+        reply = self.hmp(f"loadvm {tag}", timeout=timeout)
+        if qmp.hmp_failed(reply):
+            raise VmError(f"loadvm {tag} on {self.state_dir.name} failed: {reply.strip()}")
+
+    def quit(self, *, timeout: float = 30.0) -> None:
+        """End QEMU at once (QMP `quit`: no guest shutdown), else `stop()`. Idempotent."""
+        if not self.is_alive():
+            return
+        pid = self.pid
+        with contextlib.suppress(OSError, qmp.QmpError):
+            qmp.qmp_command(self.qmp_socket, "quit")
+        if not _wait_exit(pid, timeout):
+            self.stop()
 
     def stop(self, *, timeout: float = 60.0) -> None:
         """ACPI power-down, wait, then kill by pid. Idempotent."""

@@ -1,7 +1,7 @@
 """The real Dockyard program through the real Pulumi engine, on a QEMU VM it boots itself.
 
-One stack (one qemu host, stand-in artifacts uploaded) is carried through the whole life
-cycle of issue 7 in file order: each test is one step and needs the steps before it. When a
+One stack (one qemu host, the test bed's artifacts uploaded) is carried through the whole life
+cycle in file order: each test is one step and needs the steps before it. When a
 step fails, the later ones are skipped with that reason, and the module fixture always
 destroys the stack and removes the VM (registered before the stack exists).
 
@@ -34,8 +34,8 @@ from tests.engine.dockyard_stack import SECRET_SIG, DockyardStack, Run, copy_pro
 from tests.engine.vm_host import VmHost
 from tests.fixtures.pulumi_cli import TEST_PASSPHRASE, PulumiCli, unique_stack_name
 from tests.fixtures.vm import test_suite, vm_slot
-from tests.hosts.checks import Group, IptablesRules, Service
-from tools.standins.build import Standins
+from tests.hosts.checks import Group, IptablesRules, Service, dockyard_traces
+from tools.testbed.artifacts import TestbedArtifacts
 
 pytestmark = [pytest.mark.engine, pytest.mark.vm]
 
@@ -62,7 +62,7 @@ class Lifecycle:
 
     stack: DockyardStack
     host_name: str
-    standins: Standins
+    artifacts: TestbedArtifacts
     instances: list[dict[str, Any]] = field(default_factory=list)
     failed_step: str | None = None
     vm_outputs: dict[str, Any] = field(default_factory=dict)
@@ -80,8 +80,8 @@ class Lifecycle:
                 "diskGb": VM_DISK_GB,
                 "suite": test_suite(),
             },
-            "docker": artifact("29.2.1", self.standins.docker.path),
-            "sysbox": artifact("0.6.7", self.standins.sysbox.path),
+            "docker": artifact("29.2.1", self.artifacts.docker.path),
+            "sysbox": artifact("0.6.7", self.artifacts.sysbox.path),
             "artifacts": "upload",
             "instances": self.instances,
         }
@@ -153,13 +153,17 @@ def _destroy_everything(state: Lifecycle) -> None:
 
 @pytest.fixture(scope="module")
 def lifecycle(
-    pulumi_backend: PulumiCli, standins: Standins, tmp_path_factory: pytest.TempPathFactory
+    pulumi_backend: PulumiCli,
+    testbed_artifacts: TestbedArtifacts,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Lifecycle]:
     _reap_leftover_vms()
     # The VM counts against the machine-wide limit of two test VMs.
     with vm_slot():
         work = copy_project(tmp_path_factory.mktemp("engine-lifecycle") / "project")
-        state = Lifecycle(DockyardStack(pulumi_backend, work, _stack_name()), HOST_NAME, standins)
+        state = Lifecycle(
+            DockyardStack(pulumi_backend, work, _stack_name()), HOST_NAME, testbed_artifacts
+        )
         try:
             state.stack.init()
             state.set_instances([instance_config(1), instance_config(2)])
@@ -246,12 +250,19 @@ def test_bad_config_fails_at_preview_and_touches_no_host(
 
 def test_preview_then_up_creates_the_host_and_two_instances(step: Lifecycle) -> None:
     preview = step.stack.preview()
-    # Stack, Host component, LocalVm, SysboxHost and two instances.
-    assert preview.change_summary == {"create": 6}, preview.change_summary
+    # Stack, Host component, LocalVm, SysboxHost, the network allocation and two instances.
+    assert preview.change_summary == {"create": 7}, preview.change_summary
     assert not step.vm_dir.exists(), "preview must not prepare the VM"
+    # The allocation's check computes the networks: the preview already shows them.
+    planned = _preview_inputs(preview, step.resource_name("dy2_"))
+    assert {key: planned.get(key) for key in ("bridgeCidr", "poolBase", "poolSize")} == {
+        "bridgeCidr": "172.16.1.1/24",
+        "poolBase": "172.19.0.0/19",
+        "poolSize": 24,
+    }, planned
 
     up = step.stack.up()
-    assert up.change_summary == {"create": 6}, up.describe()
+    assert up.change_summary == {"create": 7}, up.describe()
 
     host = step.stack.outputs()["hosts"][step.host_name]
     assert host["provision"] == "qemu"
@@ -275,6 +286,15 @@ def test_preview_then_up_creates_the_host_and_two_instances(step: Lifecycle) -> 
     assert len({info.split()[-1] for info in infos.values()}) == 2, infos
     for n in (1, 2):
         assert Service.of(step.vm.shell, f"dy{n}_docker.service").active
+
+
+def _preview_inputs(preview: Run, name: str) -> dict[str, Any]:
+    """The inputs a `preview --json` plans for the resource named `name`."""
+    for planned in preview.steps():
+        if str(planned["urn"]).endswith(f"::{name}"):
+            inputs: dict[str, Any] = (planned.get("newState") or {}).get("inputs") or {}
+            return inputs
+    raise AssertionError(f"no step for {name} in the preview: {preview.steps()}")
 
 
 # --- 9. no secret in clear text in the state ------------------------------------------------
@@ -375,8 +395,10 @@ def _changed_urns(run: Run) -> list[str]:
 def test_adding_an_instance_creates_only_it(step: Lifecycle) -> None:
     step.set_instances([instance_config(1), instance_config(2), instance_config(3)])
     up = step.stack.up()
-    assert up.change_summary == {"create": 1}, up.describe()
+    # Besides the new instance only the allocation (pure, no SSH) changes: it adds dy3_.
+    assert up.change_summary == {"create": 1, "update": 1}, up.describe()
     assert up.urns("create") == [step.urn("dy3_")]
+    assert up.urns("update") == [step.urn("networks")]
     assert step.docker_info("dy3_")
 
 
@@ -408,6 +430,7 @@ def test_interrupted_up_then_up_converges(step: Lifecycle, tmp_path: Path) -> No
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    started_by_cli: dict[int, str] = {}
     try:
         # Midway: the engine has begun creating dy4_ on the host (its root exists).
         _wait_for(
@@ -416,10 +439,16 @@ def test_interrupted_up_then_up_converges(step: Lifecycle, tmp_path: Path) -> No
             seconds=600,
         )
         assert cli.poll() is None, f"up finished before it could be interrupted:\n{log.read_text()}"
+        # The engine's plugins (language host, dynamic providers) run in process groups of
+        # their own: note them now, while their parent links still say whose they are.
+        started_by_cli = descendants(cli.pid)
         cli.send_signal(signal.SIGKILL)
         cli.wait(timeout=60)
     finally:
         _kill_group(cli.pid)
+    survivors = reap(started_by_cli)
+    print(f"reaped {len(survivors)} orphaned engine process(es) of the killed CLI")
+    assert [pid for pid in started_by_cli if _alive(pid, started_by_cli[pid])] == []
 
     # The killed CLI could not release the file backend's stack lock: `pulumi cancel` does.
     # (A no-op when the lock is gone already, hence no check.)
@@ -447,23 +476,98 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
+def _stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (state, ppid, ..., starttime)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def descendants(root: int) -> dict[int, str]:
+    """pid -> start time of every live process below `root`."""
+    parent_of: dict[int, int] = {}
+    started: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        fields = _stat(int(entry.name)) if entry.name.isdigit() else None
+        if fields:
+            parent_of[int(entry.name)] = int(fields[1])
+            started[int(entry.name)] = fields[19]
+    found: dict[int, str] = {}
+    frontier = [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parent_of.items():
+            if ppid == parent and pid not in found:
+                found[pid] = started[pid]
+                frontier.append(pid)
+    return found
+
+
+def _alive(pid: int, start: str) -> bool:
+    """Still the same process (a reused pid has another start time) and not a zombie."""
+    fields = _stat(pid)
+    return fields is not None and fields[19] == start and fields[0] != "Z"
+
+
+def reap(processes: dict[int, str]) -> list[int]:
+    """SIGKILL those of `processes` that outlived their parent; only ever these pids."""
+    killed = []
+    for pid, start in processes.items():
+        if _alive(pid, start):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+    deadline = time.monotonic() + 30
+    while any(_alive(p, processes[p]) for p in killed) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return killed
+
+
+# --- 10. removing the first instance: one delete, no other instance touched ----------------
+
+
+def test_removing_the_first_instance_changes_no_other_instance(step: Lifecycle) -> None:
+    kept = ["dy2_", "dy3_", "dy4_"]
+    before = {prefix: step.instance_outputs(prefix) for prefix in kept}
+    removed, allocation = step.urn("dy1_"), step.urn("networks")
+
+    step.set_instances([instance_config(n) for n in (2, 3, 4)])
+    up = step.stack.up()
+    # A fresh first-fit allocation would have moved dy2_ onto dy1_'s networks, and the
+    # host's conflict check would have refused that update (dy1_ is deleted last).
+    assert up.change_summary == {"delete": 1, "update": 1}, up.describe()
+    assert up.urns("delete") == [removed]
+    assert up.urns("update") == [allocation]
+    for prefix in kept:
+        after = step.instance_outputs(prefix)
+        assert after["networks"] == before[prefix]["networks"], prefix
+        for key in ("bridgeCidr", "fixedCidr", "poolBase", "poolSize"):
+            assert after[key] == before[prefix][key], (prefix, key)
+        assert Service.of(step.vm.shell, f"{prefix}docker.service").active, prefix
+    assert dockyard_traces(step.vm.shell, ["dy1_"], ["/dy1"], shared=False) == []
+    step.stack.preview("--expect-no-changes")
+
+
 # --- 7. destroy: the host keeps nothing of Dockyard, a second destroy is a no-op --------------
 
 
 def test_destroy_leaves_nothing_on_the_host(step: Lifecycle) -> None:
-    prefixes = [f"dy{n}_" for n in (1, 2, 3, 4)]
+    # dy1_ was removed by the step before; it is checked for traces again all the same.
+    prefixes = [f"dy{n}_" for n in (2, 3, 4)]
     vm = step.vm
     # First everything Dockyard put on the VM, so the VM is still there to be inspected.
     targets = [step.urn("sysbox"), *(step.urn(p) for p in prefixes)]
     partial = step.stack.destroy(*(arg for urn in targets for arg in ("--target", urn)))
-    assert partial.change_summary == {"delete": 5}, partial.describe()
+    assert partial.change_summary == {"delete": 4}, partial.describe()
     assert sorted(partial.urns("delete")) == sorted(targets)
-    traces = vm.dockyard_traces(prefixes, [f"/dy{n}" for n in (1, 2, 3, 4)])
+    traces = vm.dockyard_traces(["dy1_", *prefixes], [f"/dy{n}" for n in (1, 2, 3, 4)])
     assert traces == [], traces
     assert vm.ok(f"id -u {MEMBER}"), "members are only taken out of the group"
 
     full = step.stack.destroy()
-    assert full.change_summary == {"delete": 3}, full.describe()  # VM, Host, stack
+    # VM, network allocation, Host, stack
+    assert full.change_summary == {"delete": 4}, full.describe()
     assert not step.vm_dir.exists()
     assert not Path(vm.overlay_path).exists()
     assert not _is_qemu(vm.pid)

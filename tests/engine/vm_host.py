@@ -11,23 +11,11 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from dockyard_resources.render.instance import MARKER as INSTANCE_MARKER
 from dockyard_resources.transport import SshTarget
 from dockyard_resources.vm import runner
-from tests.hosts.checks import SshShell
+from tests.hosts.checks import SshShell, dockyard_traces
 
 ENGINE_LOGIN = f"Accepted publickey for {runner.ROOT_USER} "
-
-# Everything the shared layer puts on a host (agreed host layout, docs/sysbox-host.md).
-SHARED_PATHS = (
-    "/usr/local/lib/dockyard",
-    "/var/lib/dockyard-sysbox",
-    "/var/log/dockyard-sysbox",
-    "/var/cache/dockyard",
-    "/run/sysbox",
-    "/etc/systemd/system/dockyard-sysbox.service",
-    "/etc/sysctl.d/99-dockyard-sysbox.conf",
-)
 
 
 @dataclass(frozen=True)
@@ -72,25 +60,4 @@ class VmHost:
 
     def dockyard_traces(self, prefixes: list[str], roots: list[str]) -> list[str]:
         """Every piece of Dockyard found on the host; empty when the host is clean."""
-        paths = (*SHARED_PATHS, *roots)
-        checks = [f"test -e {shlex.quote(p)} && echo 'path {p}'" for p in paths]
-        for prefix in prefixes:
-            group = shlex.quote(f"{prefix}docker")
-            checks += [
-                f"getent group {group} >/dev/null && echo 'group {prefix}docker'",
-                f"id -u {group} >/dev/null 2>&1 && echo 'user {prefix}docker'",
-                f"test -e /etc/systemd/system/{group}.service && echo 'unit {prefix}docker'",
-            ]
-        checks += [
-            # Instance units carry a marker line; any unit left with it is ours (the VM image's
-            # own dockyard-seed.service is not Dockyard's and has no marker).
-            f"grep -lsF {shlex.quote(INSTANCE_MARKER)} /etc/systemd/system/*.service"
-            " | sed 's/^/unit file /'",
-            "iptables -w -S | grep -F 'dockyard:' | sed 's/^/iptables filter /'",
-            "iptables -w -t nat -S | grep -F 'dockyard:' | sed 's/^/iptables nat /'",
-            "pgrep -a -x 'dockerd|containerd|sysbox-mgr|sysbox-fs' | sed 's/^/process /'",
-            "grep -s '^sysbox:' /etc/subuid /etc/subgid | sed 's/^/subid /'",
-            "getent passwd sysbox | sed 's/^/passwd /'",
-        ]
-        script = "\n".join(f"{{ {check}; }} || true" for check in checks)
-        return [line for line in self.out(script).splitlines() if line.strip()]
+        return dockyard_traces(self.shell, prefixes, roots)

@@ -158,6 +158,60 @@ class Link:
         return cls(name, True, addrs)
 
 
+# Everything the shared layer puts on a host (agreed host layout, docs/sysbox-host.md).
+SHARED_PATHS = (
+    "/usr/local/lib/dockyard",
+    "/var/lib/dockyard-sysbox",
+    "/var/log/dockyard-sysbox",
+    "/var/cache/dockyard",
+    "/run/sysbox",
+    "/etc/systemd/system/dockyard-sysbox.service",
+    "/etc/sysctl.d/99-dockyard-sysbox.conf",
+)
+INSTANCE_MARKER = "# dockyard-instance: "
+
+
+def dockyard_traces(
+    sh: SshShell, prefixes: list[str], roots: list[str], *, shared: bool = True
+) -> list[str]:
+    """Every piece of Dockyard found on the host; empty when the host is clean.
+
+    With `shared=False` only the given instances' traces count (the shared layer and other
+    instances may stay). The listing script must itself succeed: a failing check command
+    must never read as "nothing found".
+    """
+    paths = (*(SHARED_PATHS if shared else ()), *roots)
+    checks = [f"if test -e {shlex.quote(p)}; then echo 'path {p}'; fi" for p in paths]
+    for prefix in prefixes:
+        name = shlex.quote(f"{prefix}docker")
+        checks += [
+            f"if getent group {name} >/dev/null; then echo 'group {prefix}docker'; fi",
+            f"if id -u {name} >/dev/null 2>&1; then echo 'user {prefix}docker'; fi",
+            f"if test -e /etc/systemd/system/{name}.service; then echo 'unit {prefix}docker'; fi",
+            f"if ip link show dev {shlex.quote(prefix + 'docker0')} >/dev/null 2>&1; then"
+            f" echo 'bridge {prefix}docker0'; fi",
+            f"iptables -w -S | {{ grep -F -- {shlex.quote('dockyard:' + prefix + ' ')} || true; }}"
+            " | sed 's/^/iptables filter /'",
+            f"iptables -w -t nat -S | {{ grep -F -- {shlex.quote('dockyard:' + prefix + ' ')}"
+            " || true; } | sed 's/^/iptables nat /'",
+        ]
+    if shared:
+        checks += [
+            # Instance units carry a marker line; any unit left with it is ours (the VM
+            # image's own dockyard-seed.service is not Dockyard's and has no marker).
+            f"{{ grep -lsF {shlex.quote(INSTANCE_MARKER)} /etc/systemd/system/*.service || true; }}"
+            " | sed 's/^/unit file /'",
+            "iptables -w -S | { grep -F 'dockyard:' || true; } | sed 's/^/iptables filter /'",
+            "iptables -w -t nat -S | { grep -F 'dockyard:' || true; } | sed 's/^/iptables nat /'",
+            "{ pgrep -a -x 'dockerd|containerd|sysbox-mgr|sysbox-fs' || true; }"
+            " | sed 's/^/process /'",
+            "{ grep -s '^sysbox:' /etc/subuid /etc/subgid || true; } | sed 's/^/subid /'",
+            "{ getent passwd sysbox || true; } | sed 's/^/passwd /'",
+        ]
+    script = "set -euo pipefail\n" + "\n".join(checks)
+    return [line for line in sh.out(script).splitlines() if line.strip()]
+
+
 def describe(value: Any) -> str:
     """For assertion messages."""
     return repr(value)

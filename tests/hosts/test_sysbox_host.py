@@ -31,7 +31,7 @@ from dockyard_resources.render.common import HOST_LOCK
 from dockyard_resources.transport import CommandFailed, ConnectionLost, SshTarget, session
 from tests.fixtures.vm import TestHost
 from tests.hosts.checks import File, Service, SshShell, User
-from tools.standins.build import Standins
+from tools.testbed.artifacts import TestbedArtifacts
 
 pytestmark = pytest.mark.vm
 
@@ -84,7 +84,7 @@ def artifact_spec(version: str, url: str, sha256: str) -> dict[str, Any]:
 
 def props(
     target: SshTarget,
-    standins: Standins,
+    testbed_artifacts: TestbedArtifacts,
     *,
     mode: str = "upload",
     docker_url: str | None = None,
@@ -97,16 +97,17 @@ def props(
         "hostName": "testhost",
         "docker": artifact_spec(
             DOCKER_VERSION,
-            docker_url or str(standins.docker.path),
-            docker_sha or standins.docker.sha256,
+            docker_url or str(testbed_artifacts.docker.path),
+            docker_sha or testbed_artifacts.docker.sha256,
         ),
         "sysbox": artifact_spec(
             SYSBOX_VERSION,
-            sysbox_url or str(standins.sysbox.path),
-            sysbox_sha or standins.sysbox.sha256,
+            sysbox_url or str(testbed_artifacts.sysbox.path),
+            sysbox_sha or testbed_artifacts.sysbox.sha256,
         ),
         "artifactsMode": mode,
         "allowSysboxRestart": False,
+        "owner": "tests/hosts/testhost-sysbox",
     }
 
 
@@ -227,9 +228,11 @@ def closed_port() -> int:
 # --- scenarios -----------------------------------------------------------------------------
 
 
-def test_lifecycle(test_host: TestHost, shell: SshShell, standins: Standins, logs: Logs) -> None:
+def test_lifecycle(
+    test_host: TestHost, shell: SshShell, testbed_artifacts: TestbedArtifacts, logs: Logs
+) -> None:
     provider = SysboxHostProvider()
-    inputs = props(test_host.target, standins)
+    inputs = props(test_host.target, testbed_artifacts)
     outs: dict[str, Any] = {}
     try:
         # create: everything in place, the service verified and stopped again (no instance).
@@ -240,8 +243,8 @@ def test_lifecycle(test_host: TestHost, shell: SshShell, standins: Standins, log
         assert outs["sysboxDir"] == SYSBOX_DIR
         assert outs["dockerVersion"] == DOCKER_VERSION
         assert outs["sysboxVersion"] == SYSBOX_VERSION
-        assert outs["dockerSha256"] == standins.docker.sha256
-        assert outs["sysboxSha256"] == standins.sysbox.sha256
+        assert outs["dockerSha256"] == testbed_artifacts.docker.sha256
+        assert outs["sysboxSha256"] == testbed_artifacts.sysbox.sha256
         assert outs["arch"] == "x86_64"
         assert outs["distro"].startswith("Debian")
         assert outs["hostKey"].split()[:2] == test_host.host_key.split()[:2]
@@ -260,7 +263,7 @@ def test_lifecycle(test_host: TestHost, shell: SshShell, standins: Standins, log
         for binary in (*r.DOCKER_BINARIES, *r.SYSBOX_BINARIES):
             assert binary in installed
         assert sorted(cached_artifacts(shell)) == sorted(
-            [standins.docker.sha256, standins.sysbox.sha256]
+            [testbed_artifacts.docker.sha256, testbed_artifacts.sysbox.sha256]
         )
         assert shell.out(f"ls {r.UPLOAD_DIR} | grep -c dockyard-artifact || true") == "0"
 
@@ -318,16 +321,16 @@ def test_lifecycle(test_host: TestHost, shell: SshShell, standins: Standins, log
 
 
 def test_wrong_sha256_fails_clearly_and_installs_nothing(
-    test_host: TestHost, shell: SshShell, standins: Standins
+    test_host: TestHost, shell: SshShell, testbed_artifacts: TestbedArtifacts
 ) -> None:
     wrong = "0" * 64
-    inputs = props(test_host.target, standins, sysbox_sha=wrong)
+    inputs = props(test_host.target, testbed_artifacts, sysbox_sha=wrong)
     try:
         with pytest.raises(artifacts.ArtifactError) as failed:
             SysboxHostProvider().create(inputs)
         message = str(failed.value)
         assert "sysbox artifact: sha256 mismatch" in message
-        assert f"expected {wrong}, got {standins.sysbox.sha256}" in message
+        assert f"expected {wrong}, got {testbed_artifacts.sysbox.sha256}" in message
         assert "nothing was installed" in message
         # Checked before anything is sent: not even the correct docker artifact went over.
         assert host_leftovers(shell) == []
@@ -337,9 +340,9 @@ def test_wrong_sha256_fails_clearly_and_installs_nothing(
 
 
 def test_create_killed_halfway_converges_on_rerun(
-    test_host: TestHost, shell: SshShell, standins: Standins, logs: Logs
+    test_host: TestHost, shell: SshShell, testbed_artifacts: TestbedArtifacts, logs: Logs
 ) -> None:
-    inputs = props(test_host.target, standins)
+    inputs = props(test_host.target, testbed_artifacts)
     target = SshTarget.from_props(inputs["connection"])
     ssh = session(target)  # the pooled session install() uses
     dropped: list[str] = []
@@ -378,19 +381,19 @@ def test_create_killed_halfway_converges_on_rerun(
 
 
 def test_download_mode_fetches_on_the_host_verifies_and_caches(
-    test_host: TestHost, shell: SshShell, standins: Standins, logs: Logs
+    test_host: TestHost, shell: SshShell, testbed_artifacts: TestbedArtifacts, logs: Logs
 ) -> None:
     files = {
-        "/docker.tgz": standins.docker.path,
-        "/sysbox.deb": standins.sysbox.path,
-        "/wrong-pin/sysbox.deb": standins.sysbox.path,
+        "/docker.tgz": testbed_artifacts.docker.path,
+        "/sysbox.deb": testbed_artifacts.sysbox.path,
+        "/wrong-pin/sysbox.deb": testbed_artifacts.sysbox.path,
     }
     provider = SysboxHostProvider()
     outs: dict[str, Any] = {}
     with serve_files(files) as server:
         inputs = props(
             test_host.target,
-            standins,
+            testbed_artifacts,
             mode="download",
             docker_url=server.url("/docker.tgz"),
             sysbox_url=server.url("/sysbox.deb"),
@@ -404,22 +407,22 @@ def test_download_mode_fetches_on_the_host_verifies_and_caches(
                 provider.create(bad)
             message = str(failed.value)
             assert f"sysbox artifact: sha256 mismatch: expected {wrong}, got " in message
-            assert standins.sysbox.sha256 in message and "nothing was installed" in message
+            assert testbed_artifacts.sysbox.sha256 in message and "nothing was installed" in message
             assert nothing_installed(shell) == []
-            assert standins.sysbox.sha256 not in cached_artifacts(shell)
+            assert testbed_artifacts.sysbox.sha256 not in cached_artifacts(shell)
 
             created = provider.create(inputs)
             assert created.outs is not None
             outs = created.outs
             assert outs["drift"] == []
-            assert outs["sysboxSha256"] == standins.sysbox.sha256
+            assert outs["sysboxSha256"] == testbed_artifacts.sysbox.sha256
             # One GET per artifact, made by curl on the host; docker came from the cache
             # the failed run had filled.
             assert server.gets == {"/docker.tgz": 1, "/sysbox.deb": 1, "/wrong-pin/sysbox.deb": 1}
             assert all(agent.startswith("curl/") for agent in server.user_agents)
             assert logs.said(f"artifact sysbox: downloaded {server.url('/sysbox.deb')}")
             assert sorted(cached_artifacts(shell)) == sorted(
-                [standins.docker.sha256, standins.sysbox.sha256]
+                [testbed_artifacts.docker.sha256, testbed_artifacts.sysbox.sha256]
             )
 
             # The same inputs again: nothing downloaded, nothing changed.
@@ -434,12 +437,12 @@ def test_download_mode_fetches_on_the_host_verifies_and_caches(
 
 
 def test_download_from_unreachable_url_points_at_upload_mode(
-    test_host: TestHost, shell: SshShell, standins: Standins
+    test_host: TestHost, shell: SshShell, testbed_artifacts: TestbedArtifacts
 ) -> None:
     base = f"http://{SLIRP_HOST}:{closed_port()}"
     inputs = props(
         test_host.target,
-        standins,
+        testbed_artifacts,
         mode="download",
         docker_url=f"{base}/docker.tgz",
         sysbox_url=f"{base}/sysbox.deb",
@@ -451,7 +454,7 @@ def test_download_from_unreachable_url_points_at_upload_mode(
         message = str(failed.value)
         assert f"docker artifact: the host could not download {base}/docker.tgz" in message
         assert "set 'artifacts: upload' for it" in message
-        assert "use the testbed stack with STAND-IN artifacts" in message
+        assert "use the testbed stack: make up STACK=testbed" in message
         assert nothing_installed(shell) == []
         assert cached_artifacts(shell) == []
     finally:

@@ -17,6 +17,7 @@ from pulumi.runtime import rpc, settings
 
 from dockyard_resources import program
 from dockyard_resources.components import DockyardHost
+from dockyard_resources.providers.networks import NetworkAllocationProvider
 from dockyard_resources.vm.keys import generate_ed25519
 
 PROJECT = "dockyard"
@@ -94,17 +95,27 @@ def dynamic_kind(inputs: dict[str, Any]) -> str:
         return "LocalVm"
     if "docker" in inputs and "sysbox" in inputs:
         return "SysboxHost"
+    if "instances" in inputs:
+        return "NetworkAllocation"
     if "prefix" in inputs:
         return "DockyardInstance"
     raise AssertionError(f"unknown dynamic resource with inputs {sorted(inputs)}")
 
 
 class FakeEngine(pulumi_mocks.Mocks):
-    """Outputs of every resource the program can register, as the real providers give them."""
+    """Outputs of every resource the program can register, as the real providers give them.
 
-    def __init__(self) -> None:
+    Mocks never call a dynamic provider; the `NetworkAllocation` is pure, so its real `check`
+    runs here, with `previous` (the checked inputs of an earlier run, by resource name) as
+    `olds`, as the engine would hand them over on the next `up`.
+    """
+
+    def __init__(self, previous: dict[str, dict[str, Any]] | None = None) -> None:
         self.calls: list[pulumi_mocks.MockCallArgs] = []
         self.instance_arches: list[str] = ["x86_64"]
+        self.previous = previous or {}
+        # Checked inputs (= outputs) of each NetworkAllocation, by resource name.
+        self.checked: dict[str, dict[str, Any]] = {}
 
     def new_resource(
         self, args: pulumi_mocks.MockResourceArgs
@@ -139,6 +150,11 @@ class FakeEngine(pulumi_mocks.Mocks):
                 "pid": 4242,
                 "overlayPath": f"/cache/vms/{inputs['vmName']}/overlay.qcow2",
             }
+        if kind == "NetworkAllocation":
+            result = NetworkAllocationProvider().check(self.previous.get(name, {}), inputs)
+            assert not result.failures, [(f.property, f.reason) for f in result.failures]
+            self.checked[name] = result.inputs
+            return name, dict(result.inputs)
         if kind == "SysboxHost":
             pinned = unwrap(inputs["connection"]).get("hostKey")
             return name, {

@@ -166,6 +166,12 @@ def test_aws_host_gets_an_ubuntu_instance_behind_a_security_group() -> None:
     assert instance.plain("vpcSecurityGroupIds") == ["sg-0123"]
     assert instance.plain("rootBlockDevice")["volumeSize"] == 40
     assert instance.plain("userDataReplaceOnChange") is True
+    # IMDSv2 only, answers valid for one hop: containers behind the host get no token.
+    assert instance.plain("metadataOptions") == {
+        "httpEndpoint": "enabled",
+        "httpTokens": "required",
+        "httpPutResponseHopLimit": 1,
+    }
     assert "subnetId" not in instance.inputs or instance.plain("subnetId") is None
     assert_cloud_init_carries(
         user_data(instance), "ec2-1", tls_public_key(STACK_LOGIN_KEY_NAME).strip()

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pulumi
+import pytest
+
 from dockyard_resources.config import validate_hosts
 from tests.program.harness import (
     HOST_TYPE,
+    PROJECT,
     SEEN_HOST_KEY,
     STACK,
     VM_HOST_KEY,
@@ -17,6 +21,7 @@ from tests.program.harness import (
 )
 
 SYSBOX_TYPE = "pulumi-python:dynamic/dockyard:SysboxHost"
+ALLOCATION_TYPE = "pulumi-python:dynamic/dockyard:NetworkAllocation"
 HOST_KEY = new_ed25519_key()[1]
 
 
@@ -50,11 +55,17 @@ def test_one_host_groups_sysbox_and_instances_under_its_component() -> None:
     component = run.named("build-1")
     assert component.type == HOST_TYPE
     assert component.parent.endswith("::pulumi:pulumi:Stack::dockyard-test")
-    assert children_of(run, "build-1") == {"build-1-sysbox", "build-1-dy1_", "build-1-dy2_"}
+    assert children_of(run, "build-1") == {
+        "build-1-sysbox",
+        "build-1-networks",
+        "build-1-dy1_",
+        "build-1-dy2_",
+    }
     assert run.named("build-1-sysbox").type == SYSBOX_TYPE
+    assert run.named("build-1-networks").type == ALLOCATION_TYPE
     assert [r.name for r in run.dynamic("DockyardInstance")] == ["build-1-dy1_", "build-1-dy2_"]
     # An existing machine needs nothing provisioned: no VM, no cloud resources.
-    assert len(run.registrations) == 4
+    assert len(run.registrations) == 5
 
 
 def test_instances_depend_on_the_sysbox_host_and_not_on_each_other() -> None:
@@ -82,8 +93,10 @@ def test_sysbox_host_inputs_come_from_the_validated_spec() -> None:
         "port": 2200,
         "user": "admin",
         "hostKey": HOST_KEY,
+        "connectDeadline": 30,
     }
     assert sysbox.plain("hostName") == "build-1"
+    assert sysbox.plain("owner") == f"{PROJECT}/{STACK}/build-1-sysbox"
     assert sysbox.plain("docker") == spec.artifact_props("docker")
     assert sysbox.plain("sysbox") == spec.artifact_props("sysbox")
     assert sysbox.plain("docker")["version"] == "29.2.1"
@@ -110,14 +123,21 @@ def test_instance_inputs_carry_allocated_networks_and_the_pinned_connection() ->
             "port": 22,
             "user": "admin",
             "hostKey": SEEN_HOST_KEY,
+            "connectDeadline": 30,
         }
+        assert inputs("owner") == f"{PROJECT}/{STACK}/build-1-{instance.prefix}"
 
 
 def test_several_hosts_are_independent_and_each_has_its_own_tree() -> None:
     run = run_program([existing_host("build-1", "192.0.2.10"), qemu_host("local-1")])
 
     assert [r.name for r in run.of_type(HOST_TYPE)] == ["build-1", "local-1"]
-    assert children_of(run, "local-1") == {"local-1-vm", "local-1-sysbox", "local-1-q1_"}
+    assert children_of(run, "local-1") == {
+        "local-1-vm",
+        "local-1-sysbox",
+        "local-1-networks",
+        "local-1-q1_",
+    }
     build_urns = {r.urn for r in run.registrations if r.name.startswith("build-1")}
     local_urns = {r.urn for r in run.registrations if r.name.startswith("local-1")}
     for registration in run.registrations:
@@ -143,3 +163,21 @@ def test_qemu_host_boots_a_local_vm_before_the_sysbox_host() -> None:
         "privateKey": VM_PRIVATE_KEY,
         "hostKey": VM_HOST_KEY,
     }
+
+
+def test_network_isolation_reaches_the_instance_only_when_relaxed() -> None:
+    raw = [existing_host("build-1", "192.0.2.10")]
+    raw[0]["instances"][1]["networkIsolation"] = False
+    run = run_program(raw)
+
+    # The default (true) needs no input: the provider's check and render treat absent as
+    # isolated, so instances made before the option existed keep their inputs.
+    assert "networkIsolation" not in run.named("build-1-dy1_").inputs
+    assert run.named("build-1-dy2_").plain("networkIsolation") is False
+
+
+def test_network_isolation_must_be_a_real_boolean() -> None:
+    raw = [existing_host("build-1", "192.0.2.10")]
+    raw[0]["instances"][0]["networkIsolation"] = "no"
+    with pytest.raises(pulumi.RunError, match=r"hosts\[0\]\.instances\[0\]\.networkIsolation"):
+        run_program(raw)

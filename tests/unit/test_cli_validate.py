@@ -82,7 +82,7 @@ def test_valid_file_prints_hosts_instances_and_networks(tmp_path: Path) -> None:
             "/dy2",
             "172.16.0.1/24*",
             "172.16.0.0/24*",
-            "172.18.0.0/16*",
+            "172.18.0.0/19*",
             "24*",
             "ci-runner",
         ],
@@ -105,7 +105,7 @@ def test_invalid_file_prints_every_error_and_exits_1(tmp_path: Path) -> None:
         " instance on a host its own root directory",
         "hosts[0].instances[1].poolBase: 172.28.0.0/16 overlaps hosts[0].instances[0].poolBase"
         " (172.28.0.0/16); pick a disjoint range or omit it to have one allocated",
-        "hosts[1].provision.cpus: Input should be greater than or equal to 1 (got 0)",
+        "hosts[1].provision.cpus: must be at least 1 (got 0)",
     ]
     assert "Traceback" not in result.stderr
 

@@ -80,7 +80,7 @@ def test_unknown_key_suggests_the_right_one() -> None:
     raw["provision"]["prot"] = 2222
     assert only_error([raw]) == (
         "hosts[0].provision.prot: unknown key; did you mean 'port'?"
-        " (known keys here: kind, address, port, user, hostKey)"
+        " (known keys here: kind, address, port, user, hostKey, connectTimeout)"
     )
 
 
@@ -145,7 +145,7 @@ def test_existing_port_range_and_user() -> None:
     errors = errors_of(
         [host(provision={"kind": "existing", "address": "h", "port": 0, "user": "Admin"})]
     )
-    assert errors[0].startswith("hosts[0].provision.port: Input should be greater than or equal")
+    assert errors[0].startswith("hosts[0].provision.port: must be at least 1 (got 0)")
     assert errors[1].startswith("hosts[0].provision.user: 'Admin' is not a valid user name")
 
 
@@ -161,6 +161,8 @@ def test_existing_host_key_pin_is_checked() -> None:
         "port": 22,
         "user": "root",
         "hostKey": key,
+        # An existing machine fails fast on a wrong address or port (docs/configuration.md).
+        "connectDeadline": 30,
     }
     bad = only_error([host(provision={"kind": "existing", "address": "h", "hostKey": "AAAA"})])
     assert bad.startswith("hosts[0].provision.hostKey: 'AAAA' is not an OpenSSH public key line")
@@ -180,8 +182,8 @@ def test_qemu_defaults_and_limits() -> None:
         "suite": "trixie",
     }
     errors = errors_of([host(provision={"kind": "qemu", "suite": "jessie", "memoryMb": 100})])
-    assert errors[0].startswith("hosts[0].provision.memoryMb: Input should be greater than")
-    assert errors[1].startswith("hosts[0].provision.suite: Input should be 'trixie' or 'bookworm'")
+    assert errors[0].startswith("hosts[0].provision.memoryMb: must be at least 1024")
+    assert errors[1].startswith("hosts[0].provision.suite: must be trixie or bookworm")
 
 
 def test_hcloud_defaults_and_cidrs() -> None:
@@ -231,7 +233,7 @@ def test_artifacts_mode_and_sysbox_restart_flag() -> None:
     assert spec.artifacts == "upload"
     assert spec.allow_sysbox_restart is True
     error = only_error([host(artifacts="scp")])
-    assert error.startswith("hosts[0].artifacts: Input should be 'download' or 'upload'")
+    assert error == "hosts[0].artifacts: must be download or upload (got 'scp')"
 
 
 @pytest.mark.parametrize("prefix", ["dy1_", "a_", "abcdefg_"])
@@ -268,6 +270,15 @@ def test_prefix_rejected(prefix: str) -> None:
         ("/run/dy1", "is inside /run"),
         ("/boot/x", "is inside /boot"),
         ("/var/lib/docker/x", "is inside /var/lib/docker"),
+        ("/var/lib/docker", "'/var/lib/docker' is /var/lib/docker (the system Docker's data)"),
+        ("/var/lib/dpkg", "is /var/lib/dpkg (the package manager's database)"),
+        ("/root", "'/root' is /root (root's home directory)"),
+        ("/root/.ssh", "'/root/.ssh' is inside /root"),
+        ("/home/alice", "'/home/alice' is a user's home directory"),
+        ("/srv", "'/srv' is a system directory"),
+        ("/var/run/dy1", "is inside /var/run"),
+        ("/var/log/dy1", "is inside /var/log"),
+        ("/usr/local/lib/dockyard", "is inside /usr"),
     ],
 )
 def test_root_rejected(root: str, fragment: str) -> None:
@@ -276,7 +287,9 @@ def test_root_rejected(root: str, fragment: str) -> None:
     assert fragment in error
 
 
-@pytest.mark.parametrize("root", ["/dy1", "/srv/dockyard/ci", "/home/ci/dockyard", "/var/dy1"])
+@pytest.mark.parametrize(
+    "root", ["/dy1", "/srv/dockyard/ci", "/home/ci/dockyard", "/var/dy1", "/opt/dy1", "/srv/dy1"]
+)
 def test_root_accepted(root: str) -> None:
     [spec] = validate_hosts([host(instances=[instance(root=root)])])
     assert spec.instances[0].root == root

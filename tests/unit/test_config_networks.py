@@ -12,6 +12,7 @@ from dockyard_resources.config import ConfigError, InstanceSpec, validate_hosts
 from tests.unit.config_builders import host, instance
 
 DOCKER_DEFAULT_BRIDGE = ipaddress.IPv4Network("172.17.0.0/16")
+AWS_DEFAULT_VPC = ipaddress.IPv4Network("172.31.0.0/16")
 
 
 def errors_of(raw_hosts: Any) -> list[str]:
@@ -58,7 +59,7 @@ def test_omitted_networks_follow_the_documented_scheme() -> None:
             "root": r,
             "bridgeCidr": f"172.16.{i}.1/24",
             "fixedCidr": f"172.16.{i}.0/24",
-            "poolBase": f"172.{18 + i}.0.0/16",
+            "poolBase": f"172.{18 + i}.0.0/19",
             "poolSize": 24,
             "members": [],
         }
@@ -89,7 +90,7 @@ def test_allocation_avoids_explicit_networks_of_later_instances() -> None:
     )
     # b's explicit ranges are claimed before a is allocated.
     assert str(a.bridge_cidr) == "172.16.1.1/24"
-    assert str(a.pool_base) == "172.19.0.0/16"
+    assert str(a.pool_base) == "172.19.0.0/19"
     assert str(b.bridge_cidr) == "172.16.0.1/24"
 
 
@@ -99,7 +100,7 @@ def test_allocation_avoids_a_wide_explicit_bridge() -> None:
 
 
 def test_many_instances_are_pairwise_disjoint_and_avoid_docker_default() -> None:
-    raw = [instance(f"i{n}_", f"/i{n}") for n in range(13)]
+    raw = [instance(f"i{n}_", f"/i{n}") for n in range(104)]
     raw[5] = instance("i5_", "/i5", poolBase="10.5.0.0/16", bridgeCidr="172.16.3.1/24")
     specs = instances_of(*raw)
     networks = [(s.prefix, n) for s in specs for n in (s.bridge_cidr.network, s.pool_base)]
@@ -111,14 +112,42 @@ def test_many_instances_are_pairwise_disjoint_and_avoid_docker_default() -> None
         assert spec.pool_size > spec.pool_base.prefixlen
         for network in claimed(spec):
             assert not network.overlaps(DOCKER_DEFAULT_BRIDGE)
+            assert not network.overlaps(AWS_DEFAULT_VPC)
             assert network.is_private
 
 
+def test_each_instance_gets_a_bridge_and_a_pool_of_32_networks() -> None:
+    specs = instances_of(*(instance(f"i{n}_", f"/i{n}") for n in range(64)))
+    assert len({s.pool_base for s in specs}) == 64
+    for spec in specs:
+        assert spec.bridge_cidr.network.prefixlen == 24
+        assert spec.bridge_cidr.network.subnet_of(ipaddress.IPv4Network("172.16.0.0/16"))
+        assert spec.pool_base.prefixlen == 19
+        assert len(list(spec.pool_base.subnets(new_prefix=spec.pool_size))) == 32
+    # Across the /16s first: the 13 first instances start the /16 earlier versions gave them.
+    assert [str(s.pool_base) for s in specs[:14]] == [
+        *(f"172.{second}.0.0/19" for second in range(18, 31)),
+        "172.18.32.0/19",
+    ]
+
+
 def test_pool_allocation_runs_out_with_a_clear_error() -> None:
-    errors = errors_of([host(instances=[instance(f"i{n}_", f"/i{n}") for n in range(14)])])
+    errors = errors_of([host(instances=[instance(f"i{n}_", f"/i{n}") for n in range(105)])])
     assert errors == [
-        "hosts[0].instances[13].poolBase: no free /16 left in 172.18.0.0-172.30.255.255 for"
+        "hosts[0].instances[104].poolBase: no free /19 left in 172.18.0.0-172.30.255.255 for"
         " this host; set poolBase explicitly (e.g. a /16 in 10.0.0.0/8)"
+    ]
+
+
+def test_bridge_allocation_runs_out_with_a_clear_error() -> None:
+    raw = [
+        instance(f"i{n}_", f"/i{n}", poolBase=f"10.{n // 16}.{n % 16 * 16}.0/20")
+        for n in range(257)
+    ]
+    errors = errors_of([host(instances=raw)])
+    assert errors == [
+        "hosts[0].instances[256].bridgeCidr: no free /24 left in 172.16.0.0/16 for this host;"
+        " set bridgeCidr explicitly (e.g. a /24 in 10.0.0.0/8)"
     ]
 
 
@@ -224,7 +253,7 @@ def test_pool_size_must_be_longer_than_pool_base() -> None:
     errors = errors_of([host(instances=[instance(poolSize=12)])])
     assert errors == [
         "hosts[0].instances[0].poolSize: 12 must be larger than the allocated poolBase's length"
-        " /16; use e.g. 24, or set poolBase"
+        " /19; use e.g. 24, or set poolBase"
     ]
 
 
@@ -277,3 +306,18 @@ def test_same_networks_on_different_hosts_are_fine() -> None:
     explicit = {"bridgeCidr": "172.22.147.1/24", "poolBase": "172.28.0.0/16"}
     specs = validate_hosts([host("a", [instance(**explicit)]), host("b", [instance(**explicit)])])
     assert specs[0].instances[0].props() == specs[1].instances[0].props()
+
+
+def test_pools_lie_inside_those_of_the_earlier_scheme() -> None:
+    """A stack deployed with whole /16 pools moves each instance into its own old pool, so the
+    one-time move creates no overlap between instances (docs/configuration.md)."""
+    raw = [instance(f"i{n}_", f"/i{n}") for n in range(12)]
+    raw[3] = instance("i3_", "/i3", poolBase="172.20.0.0/16")
+    specs = instances_of(*raw)
+    # The earlier scheme: first free /16 of 172.18-172.30, in instance order.
+    legacy = iter(
+        ipaddress.IPv4Network(f"172.{second}.0.0/16") for second in range(18, 31) if second != 20
+    )
+    for spec in specs:
+        if spec.prefix != "i3_":
+            assert spec.pool_base.subnet_of(next(legacy)), spec.prefix

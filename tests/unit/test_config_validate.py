@@ -43,16 +43,29 @@ def test_all_errors_are_reported_at_once() -> None:
         "hosts[1].name",
         "hosts[0].provision.address",
         "hosts[0].provision.port",
-        "hosts[0].instances[2].prefix",
-        "hosts[0].instances[2].root",
         "hosts[0].instances[1].prefix",
         "hosts[0].instances[1].root",
+        "hosts[0].instances[2].prefix",
+        "hosts[0].instances[2].root",
         "hosts[0].instances[1].poolBase",
         "hosts[0].docker.version",
         "hosts[1].provision.suite",
         "hosts[2].instances[0].poolSize",
     ]
     assert str(caught.value) == "\n".join(caught.value.errors)
+
+
+def test_clashes_are_found_even_when_an_instance_has_other_errors() -> None:
+    broken = instance("dy1_", "/dy1", members=["alice", "alice"], poolSize=33)
+    with pytest.raises(ConfigError) as caught:
+        validate_hosts([host(instances=[broken, instance("dy1_", "/dy1/inner")])])
+    paths = sorted(line.split(": ", 1)[0] for line in caught.value.errors)
+    assert paths == [
+        "hosts[0].instances[0].members",
+        "hosts[0].instances[0].poolSize",
+        "hosts[0].instances[1].prefix",
+        "hosts[0].instances[1].root",
+    ]
 
 
 def test_root_inside_another_root_either_way() -> None:

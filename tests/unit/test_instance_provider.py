@@ -15,7 +15,7 @@ INPUTS: dict[str, Any] = {
         "host": "127.0.0.1",
         "port": 2222.0,
         "user": "root",
-        "hostKey": "ssh-ed25519 AAAA",
+        "hostKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f",  # noqa: E501
     },
     "hostName": "build-1",
     "dockerDir": "/usr/local/lib/dockyard/docker-29.2.1",
@@ -27,6 +27,7 @@ INPUTS: dict[str, Any] = {
     "poolBase": "172.28.0.0/16",
     "poolSize": 24.0,
     "members": ["alice"],
+    "owner": "dockyard/prod/build-1-dy1_",
 }
 
 
@@ -53,6 +54,8 @@ def test_check_accepts_valid_inputs_and_turns_float_pool_size_into_int(
     ("changes", "key", "words"),
     [
         ({"prefix": "Dy1"}, "prefix", "not a valid prefix"),
+        ({"owner": "dockyard/prod"}, "owner", "project/stack/resource"),
+        ({"owner": None}, "owner", "is required"),
         ({"root": "/usr"}, "root", "system directory"),
         ({"root": "dy1"}, "root", "not absolute"),
         ({"bridgeCidr": "172.22.147.0/24"}, "bridgeCidr", "not a usable gateway"),
@@ -63,7 +66,12 @@ def test_check_accepts_valid_inputs_and_turns_float_pool_size_into_int(
         ({"members": ["Bad Name"]}, "members", "not a valid user name"),
         ({"members": ["a", "a"]}, "members", "more than once"),
         ({"dockerDir": "docker"}, "dockerDir", "absolute"),
-        ({"connection": {}}, "connection", "host"),
+        ({"dockerDir": "/usr/local/lib/$(reboot)"}, "dockerDir", "plain directory path"),
+        ({"sysboxDir": "/usr/local/../../etc"}, "sysboxDir", "not normalised"),
+        ({"connection": {}}, "connection.host", "is required"),
+        ({"connection": {"host": "a b"}}, "connection.host", "neither an IP address"),
+        ({"connection": {"host": "h", "user": "x;id"}}, "connection.user", "user name"),
+        ({"connection": {"host": "h", "hostKey": "ssh-ed25519 AAAA"}}, "connection.hostKey", ""),
     ],
 )
 def test_check_names_the_key_and_the_problem(
@@ -78,7 +86,8 @@ def test_check_reports_missing_inputs(provider: DockyardInstanceProvider) -> Non
     props = with_()
     del props["poolBase"]
     failures = provider.check({}, props).failures
-    assert [(f.property, f.reason) for f in failures] == [("poolBase", "poolBase is required")]
+    # The key is named once: Pulumi prints the property before the reason.
+    assert [(f.property, f.reason) for f in failures] == [("poolBase", "is required")]
 
 
 def test_check_tolerates_unknowns_at_preview(provider: DockyardInstanceProvider) -> None:
@@ -139,6 +148,26 @@ def test_diff_settings_change_is_in_place_update(
     provider: DockyardInstanceProvider, changes: dict[str, Any]
 ) -> None:
     result = provider.diff("id", olds(), with_(**changes))
+    assert result.changes is True and result.replaces == []
+
+
+def test_diff_new_machine_address_replaces(provider: DockyardInstanceProvider) -> None:
+    moved = with_(connection={**INPUTS["connection"], "host": "192.0.2.7"})
+    result = provider.diff("id", olds(), moved)
+    assert result.replaces == ["connection"] and result.delete_before_replace is True
+    # Another port or credential for the same machine (a local VM's forwarded port moves).
+    other_port = with_(connection={**INPUTS["connection"], "port": 2223.0})
+    assert provider.diff("id", olds(), other_port).replaces == []
+    rekeyed = with_(connection={**INPUTS["connection"], "privateKey": "other"})
+    result = provider.diff("id", olds(), rekeyed)
+    assert result.changes is True and result.replaces == []
+
+
+def test_diff_new_binaries_under_the_same_version_are_an_update(
+    provider: DockyardInstanceProvider,
+) -> None:
+    before = {**olds(), "dockerSha256": "a" * 64}
+    result = provider.diff("id", before, with_(dockerSha256="b" * 64))
     assert result.changes is True and result.replaces == []
 
 

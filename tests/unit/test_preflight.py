@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from dockyard_resources.errors import HostOutputError
 from dockyard_resources.hostops.preflight import (
     HostFacts,
     PreflightFailed,
@@ -52,7 +53,7 @@ def test_facts_are_parsed_from_the_script_output() -> None:
 
 
 def test_output_without_facts_is_an_error() -> None:
-    with pytest.raises(ValueError, match="no 'dockyard-facts:' line"):
+    with pytest.raises(HostOutputError, match="no 'dockyard-facts:' line"):
         HostFacts.from_output("bash: something broke\n")
 
 

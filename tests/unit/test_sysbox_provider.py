@@ -11,6 +11,7 @@ import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime import rpc
 
+from dockyard_resources.errors import InputError
 from dockyard_resources.hostops import artifacts
 from dockyard_resources.hostops.sysbox_host import HostRequest, HostState
 from dockyard_resources.providers.sysbox_host import (
@@ -29,6 +30,7 @@ def inputs() -> dict[str, Any]:
     return {
         "connection": {"host": "10.0.0.5", "port": 22.0, "user": "root", "privateKey": "KEY"},
         "hostName": "box",
+        "owner": "dockyard/prod/box-sysbox",
         "docker": {
             "version": "29.2.1",
             "artifacts": {
@@ -89,7 +91,7 @@ def test_unknown_arch_and_download_from_a_local_path_are_refused() -> None:
     bad["sysbox"]["artifacts"]["x86_64"]["url"] = "/srv/sysbox.deb"
     problems = dict(check_props({}, bad))
     assert "unknown architecture" in problems["docker.artifacts.riscv64"]
-    assert "download needs an http(s) URL" in problems["sysbox.artifacts.x86_64.url"]
+    assert "not an http(s) URL the host can download" in problems["sysbox.artifacts.x86_64.url"]
 
 
 def test_upload_mode_accepts_local_paths() -> None:
@@ -202,7 +204,7 @@ def test_provider_diff() -> None:
 def test_provider_diff_fails_loudly_on_a_sysbox_upgrade_without_opt_in() -> None:
     news = inputs()
     news["sysbox"]["artifacts"]["x86_64"]["sha256"] = "9" * 64
-    with pytest.raises(ValueError, match="breaks every running sysbox container"):
+    with pytest.raises(InputError, match="breaks every running sysbox container"):
         SysboxHostProvider().diff("id", outputs(), news)
     news["allowSysboxRestart"] = True
     result = SysboxHostProvider().diff("id", outputs(), news)
@@ -228,7 +230,7 @@ def test_host_arch_picks_the_artifact() -> None:
 
 def test_arch_without_a_pin_is_a_clear_error() -> None:
     request = HostRequest.from_props(inputs())
-    with pytest.raises(ValueError, match=r"no pinned sha256: set hosts\[i\].docker.sha256"):
+    with pytest.raises(InputError, match=r"no pinned sha256: set hosts\[i\].docker.sha256"):
         request.plan("aarch64")
 
 

@@ -1,0 +1,142 @@
+# Ownership and path guards of one Dockyard instance, sourced into its install, stop and
+# remove scripts. Values arrive as arguments, never spliced into this file. The install and
+# remove scripts call them under the host lock, so no other Dockyard operation can slip a
+# new instance, unit or root in between a check and the change it protects.
+# shellcheck shell=bash
+
+# dy_refuse MESSAGE: this instance must not be created or changed as asked.
+dy_refuse() {
+  echo "$*" >&2
+  exit 3
+}
+
+# dy_unit_field UNIT NAME: the value of the unit's "# dockyard-NAME: value" header line.
+dy_unit_field() {
+  [ -f "$1" ] || return 0
+  sed -n "s/^# dockyard-$2: //p" "$1" | head -n 1
+}
+
+# dy_marker_owner ROOT: the owner named by ROOT/.dockyard-instance, empty without one.
+dy_marker_owner() {
+  if [ ! -f "$1/.dockyard-instance" ] || [ -L "$1/.dockyard-instance" ]; then return 0; fi
+  sed -n 's/^owner=//p' "$1/.dockyard-instance" | head -n 1
+}
+
+# dy_user_comment USER: the user's comment (GECOS), empty when there is no such user.
+dy_user_comment() {
+  { getent passwd "$1" || true; } | cut -d: -f5
+}
+
+# dy_check_path ROOT: no symbolic link on the way to ROOT, and every existing parent belongs
+# to root and is writable by root alone (else a local user could swap in their own bin/).
+dy_check_path() {
+  local root=$1 path="" part uid mode
+  local -a parts
+  IFS=/ read -r -a parts <<<"${root#/}"
+  for part in "${parts[@]}"; do
+    path="$path/$part"
+    if [ -L "$path" ]; then
+      dy_refuse "root $root: $path is a symbolic link; give a root whose path has no symlinks"
+    fi
+    [ -e "$path" ] || return 0
+    [ "$path" != "$root" ] || return 0
+    read -r uid mode < <(stat -c '%u %a' -- "$path")
+    if [ "$uid" != 0 ] || (((8#$mode & 8#022) != 0)); then
+      dy_refuse "root $root: its parent $path belongs to uid $uid with mode $mode; every" \
+        "parent must belong to root and be writable by root only (chown root and chmod go-w" \
+        "it, or choose another root)"
+    fi
+  done
+}
+
+# dy_check_nesting ROOT OWN_UNIT: no other instance (of any stack) has ROOT as its root, a
+# root inside ROOT, or a root that contains ROOT.
+dy_check_nesting() {
+  local root=$1 own=$2 unit other prefix
+  for unit in "${DY_UNIT_DIR:-/etc/systemd/system}"/*.service; do
+    if [ ! -f "$unit" ] || [ "$unit" = "$own" ]; then continue; fi
+    other=$(dy_unit_field "$unit" root)
+    [ -n "$other" ] || continue
+    prefix=$(dy_unit_field "$unit" instance)
+    if [ "$other" = "$root" ]; then
+      dy_refuse "root $root is already the root of Dockyard instance $prefix" \
+        "($(dy_unit_field "$unit" owner)); choose another root"
+    fi
+    case "$root/" in
+      "$other"/*) dy_refuse "root $root lies inside $other, the root of Dockyard instance" \
+        "$prefix; instance roots must not nest: choose a root outside it" ;;
+    esac
+    case "$other/" in
+      "$root"/*) dy_refuse "root $root contains $other, the root of Dockyard instance" \
+        "$prefix; instance roots must not nest: choose a root outside it" ;;
+    esac
+  done
+}
+
+# dy_legacy_root UNIT: the root a unit of an earlier Dockyard (no owner line) names.
+dy_legacy_root() {
+  if [ -f "$1" ] && [ -z "$(dy_unit_field "$1" owner)" ]; then dy_unit_field "$1" root; fi
+}
+
+# dy_check_owner PREFIX ROOT UNIT USER OWNER ADOPT: the unit, root and user of this name are
+# this owner's or do not exist yet. ADOPT=1 (an update of an instance made by an earlier
+# Dockyard, which wrote no owner) accepts the earlier version's unowned unit, root and user.
+dy_check_owner() {
+  local prefix=$1 root=$2 unit=$3 user=$4 owner=$5 adopt=$6 found comment legacy
+  legacy=$(dy_legacy_root "$unit")
+  found=$(dy_unit_field "$unit" owner)
+  if [ -n "$found" ] && [ "$found" != "$owner" ]; then
+    dy_refuse "instance $prefix on this host belongs to $found, not to $owner: Dockyard" \
+      "never takes over another resource's instance. Use another prefix, or remove that" \
+      "instance through its own stack first"
+  fi
+  if [ -f "$unit" ] && [ -z "$found" ] && [ "$adopt" != 1 ]; then
+    dy_refuse "$unit exists but names no Dockyard owner (made by another tool, or by an" \
+      "earlier Dockyard whose state is lost); use another prefix, or remove it by hand"
+  fi
+  if [ -e "$root" ] || [ -L "$root" ]; then
+    if [ ! -d "$root" ] || [ -L "$root" ]; then
+      dy_refuse "root $root exists and is not a directory"
+    fi
+    found=$(dy_marker_owner "$root")
+    if [ -n "$found" ] && [ "$found" != "$owner" ]; then
+      dy_refuse "root $root belongs to $found, not to $owner; choose another root"
+    fi
+    if [ -z "$found" ] && ! { [ "$adopt" = 1 ] && [ "$legacy" = "$root" ]; }; then
+      dy_refuse "root $root already exists and is not a Dockyard instance root (it has no" \
+        ".dockyard-instance marker); Dockyard only uses a root it created itself: choose a" \
+        "path that does not exist yet, or remove the directory if nothing in it is needed"
+    fi
+  fi
+  comment=$(dy_user_comment "$user")
+  if getent passwd "$user" >/dev/null; then
+    case "$comment" in
+      "Dockyard instance $prefix ($owner)") ;;
+      "Dockyard instance $prefix") [ "$adopt" = 1 ] ||
+        dy_refuse "user $user exists but names no Dockyard owner; use another prefix" ;;
+      *) dy_refuse "user $user already exists and is not this instance's (comment:" \
+        "'$comment'); use another prefix" ;;
+    esac
+  fi
+}
+
+# dy_is_ours UNIT ROOT OWNER: true when what is on the host under this name belongs to OWNER,
+# or to an instance of an earlier Dockyard that wrote no owner anywhere.
+dy_is_ours() {
+  local unit=$1 root=$2 owner=$3 found
+  found=$(dy_unit_field "$unit" owner)
+  [ -z "$found" ] || [ "$found" = "$owner" ] || return 1
+  found=$(dy_marker_owner "$root")
+  [ -z "$found" ] || [ "$found" = "$owner" ]
+}
+
+# dy_pid_of_unit PID UNIT_NAME: true when PID is alive and runs in the unit's cgroup, so a
+# stale pid file (after a reboot the number may be anybody's) never kills a stranger.
+dy_pid_of_unit() {
+  [ -n "$1" ] && [ -r "/proc/$1/cgroup" ] && grep -qF "/$2" "/proc/$1/cgroup"
+}
+
+# dy_pid_of_container PID CONTAINER_ID: true when PID is alive and in that container's cgroup.
+dy_pid_of_container() {
+  [ -n "$1" ] && [ -r "/proc/$1/cgroup" ] && grep -qF "$2" "/proc/$1/cgroup"
+}

@@ -1,0 +1,93 @@
+"""A Pulumi project directory outside the checkout, one per stack, running this checkout.
+
+Pulumi writes into a stack's config file (the passphrase's `encryptionsalt`, values set with
+`pulumi config set`). Run from the checkout, that dirties the shipped `stacks/*.yaml`. So
+`make up`, `make destroy` (scripts/pulumi-stack.sh) and the `ci` command run Pulumi in
+`${DOCKYARD_CACHE}/stacks/<stack>/` instead: its `Pulumi.yaml` points `main:` at this
+checkout and its `.venv`, and its stack file is the checkout's stack file merged in before
+every run (the checkout's keys win; the salt and anything else Pulumi keeps there stay).
+Relative paths in a stack file still mean the checkout (the program runs there).
+
+`python -m dockyard_resources workdir stacks/Pulumi.<stack>.yaml` prepares it and prints it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dockyard_resources.config.errors import StackFileError
+from dockyard_resources.vm.paths import cache_root
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Top-level keys of a stack file that belong to its secrets provider: taken over together
+# with the `secure:` values they decrypt, when the checkout's file has them.
+_SECRETS_KEYS = ("encryptionsalt", "secretsprovider", "encryptedkey")
+
+
+def stack_name_of(stack_file: Path) -> str:
+    """`stacks/Pulumi.local.yaml` -> `local`."""
+    name = stack_file.name
+    if not (name.startswith("Pulumi.") and name.endswith((".yaml", ".yml"))):
+        raise StackFileError(f"{stack_file}: a stack file is named Pulumi.<stack>.yaml")
+    return name.removeprefix("Pulumi.").rsplit(".", 1)[0]
+
+
+def stacks_dir() -> Path:
+    return cache_root() / "stacks"
+
+
+def write_project(work_dir: Path) -> Path:
+    """A Pulumi project that runs this checkout's program with its `.venv`; returns the
+    directory its stack files live in."""
+    project = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())
+    project["main"] = str(REPO_ROOT)
+    options = project.get("runtime", {}).get("options", {})
+    if options.get("virtualenv"):
+        options["virtualenv"] = str((REPO_ROOT / options["virtualenv"]).resolve())
+    work_dir.mkdir(parents=True, exist_ok=True)
+    (work_dir / "Pulumi.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
+    config_dir = work_dir / str(project.get("stackConfigDir", "."))
+    config_dir.mkdir(parents=True, exist_ok=True)
+    return config_dir
+
+
+def _document(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    loaded = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(loaded, dict):
+        raise StackFileError(f"{path}: not a mapping of keys")
+    return loaded
+
+
+def merge_stack_file(target: Path, source: dict[str, Any]) -> None:
+    """Write `source`'s config into the stack file at `target`, keeping what Pulumi put
+    there (its own salt, keys set with `pulumi config set`) unless `source` brings its own
+    secrets provider, which then comes along with its `secure:` values."""
+    document = _document(target)
+    if any(key in source for key in _SECRETS_KEYS):
+        for key in _SECRETS_KEYS:
+            document.pop(key, None)
+            if key in source:
+                document[key] = source[key]
+    config = document.setdefault("config", {})
+    config.update(source.get("config") or {})
+    target.write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+def prepare(stack_file: Path, stack: str | None = None) -> Path:
+    """The stack's project directory, ready for `pulumi ... --stack <stack>`."""
+    name = stack or stack_name_of(stack_file)
+    try:
+        source = _document(stack_file) if stack_file.is_file() else None
+    except yaml.YAMLError as exc:
+        raise StackFileError(f"{stack_file}: not valid YAML: {exc}") from None
+    if source is None:
+        raise StackFileError(f"{stack_file}: no such stack file")
+    work_dir = stacks_dir() / name
+    config_dir = write_project(work_dir)
+    merge_stack_file(config_dir / f"Pulumi.{name}.yaml", source)
+    return work_dir

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The test part of `make test` (lint, types and caches ran before): every pytest group, then
+# the testbed stack through the ci command (up, no-change preview, acceptance suite, destroy).
+# Both always run; the exit code is non-zero when either failed. Prints the wall times.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 2
+started=$SECONDS
+status=0
+
+.venv/bin/python -m pytest "$@" || status=$?
+
+acceptance_started=$SECONDS
+bindir=$(scripts/pulumi-cli.sh) || exit 1
+PATH="$bindir:$PATH" .venv/bin/python -m dockyard_resources ci \
+  --stack-file stacks/Pulumi.testbed.yaml || status=$?
+
+minutes() { awk -v s="$1" 'BEGIN { printf "%.1f min", s / 60 }'; }
+echo "acceptance (ci on stacks/Pulumi.testbed.yaml): $(minutes $((SECONDS - acceptance_started)))"
+echo "tests total: $(minutes $((SECONDS - started)))"
+exit "$status"

@@ -1,0 +1,116 @@
+"""An artifact upgrade reaches the running daemons, one instance at a time.
+
+The host starts on the STAND-IN artifacts (Debian's Docker 26.1 in Docker's layout, named
+29.2.1) and is switched to the test bed's real Docker 29.2.1 + sysbox 0.6.7: same version,
+new sha256, so the instances' directories keep their names while the binaries under them
+change. The running dockerd must end up being the new binary, and the instances must not be
+restarted at the same time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from dockyard_resources.providers.instance import DockyardInstanceProvider
+from dockyard_resources.providers.sysbox_host import SysboxHostProvider
+from tests.fixtures.vm import TestHost, booted_vm
+from tests.hosts.checks import SshShell
+from tests.hosts.test_instances import DOCKER_VERSION, SYSBOX_VERSION, _connection, _props
+from tools.standins.build import Standins
+from tools.testbed.artifacts import TestbedArtifacts
+
+pytestmark = [pytest.mark.vm, pytest.mark.timeout(3600)]
+
+OWNER = "tests/upgrade/testhost-sysbox"
+
+
+def sysbox_props(conn: dict[str, Any], docker: Any, sysbox: Any) -> dict[str, Any]:
+    def artifact(version: str, art: Any) -> dict[str, Any]:
+        return {
+            "version": version,
+            "artifacts": {"x86_64": {"url": str(art.path), "sha256": art.sha256}},
+        }
+
+    return {
+        "connection": conn,
+        "hostName": "testhost",
+        "owner": OWNER,
+        "docker": artifact(DOCKER_VERSION, docker),
+        "sysbox": artifact(SYSBOX_VERSION, sysbox),
+        "artifactsMode": "upload",
+        "allowSysboxRestart": True,
+    }
+
+
+@pytest.fixture(scope="module")
+def host(testbed_artifacts: TestbedArtifacts) -> Iterator[TestHost]:
+    if not testbed_artifacts.real_sysbox:
+        pytest.skip(
+            "the test bed itself uses the STAND-INs: there is no second set of binaries to"
+            f" upgrade to ({testbed_artifacts.describe()})"
+        )
+    with booted_vm() as booted:
+        yield booted
+
+
+def server_version(sh: SshShell, root: str) -> str:
+    return sh.out(f"{root}/bin/docker version --format '{{{{.Server.Version}}}}'")
+
+
+def restart_window(sh: SshShell, unit: str) -> tuple[int, int]:
+    """From the moment the unit began to stop to the moment it was active again."""
+    out = sh.out(
+        f"systemctl show -P ActiveExitTimestampMonotonic {unit};"
+        f" systemctl show -P ActiveEnterTimestampMonotonic {unit}"
+    )
+    stopped, active = (int(x) for x in out.split())
+    return stopped, active
+
+
+def test_new_binaries_restart_each_instance_onto_them_one_at_a_time(
+    host: TestHost, standins: Standins, testbed_artifacts: TestbedArtifacts
+) -> None:
+    sh = SshShell(host.target)
+    conn = _connection(host.target)
+    hosts = SysboxHostProvider()
+    provider = DockyardInstanceProvider()
+    old = hosts.create(sysbox_props(conn, standins.docker, standins.sysbox)).outs or {}
+
+    def with_binaries(props: dict[str, Any], outs: dict[str, Any]) -> dict[str, Any]:
+        return {**props, "dockerSha256": outs["dockerSha256"], "sysboxSha256": outs["sysboxSha256"]}
+
+    wanted = [with_binaries(_props(conn, n, []), old) for n in (1, 2)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        made = [r.outs or {} for r in pool.map(provider.create, wanted)]
+    try:
+        before = [server_version(sh, f"/dy{n}") for n in (1, 2)]
+        assert all(v != DOCKER_VERSION for v in before), before  # Debian's 26.1 stand-in
+
+        new_inputs = sysbox_props(conn, testbed_artifacts.docker, testbed_artifacts.sysbox)
+        new = hosts.update("id", old, new_inputs).outs or {}
+        assert new["dockerDir"] == old["dockerDir"]  # same version: same directory
+        assert new["dockerSha256"] != old["dockerSha256"]
+        # A refresh now sees the daemon running a binary that is gone.
+        stale = provider.read("id", {**wanted[0], **made[0]}).outs or {}
+        assert stale["healthy"] is False
+        assert any("dockerd runs" in p for p in stale["health"]["problems"]), stale["health"]
+
+        news = [with_binaries(_props(conn, n, []), new) for n in (1, 2)]
+        assert provider.diff("id", made[0], news[0]).changes is True
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(pool.map(lambda i: provider.update("id", made[i], news[i]), (0, 1)))
+
+        assert [server_version(sh, f"/dy{n}") for n in (1, 2)] == [DOCKER_VERSION] * 2
+        first, second = sorted(restart_window(sh, f"dy{n}_docker.service") for n in (1, 2))
+        assert first[1] <= second[0], f"both instances were down at once: {first}, {second}"
+        for n, props in zip((1, 2), news, strict=True):
+            read = provider.read("id", {**props, **made[n - 1]}).outs or {}
+            assert read["healthy"] is True, read["health"]
+    finally:
+        for props in wanted:
+            provider.delete("id", props)
+        hosts.delete("id", {**old, "owner": OWNER})

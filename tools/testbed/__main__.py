@@ -1,0 +1,3 @@
+from tools.testbed.artifacts import main
+
+main()
