@@ -13,7 +13,7 @@ export PULUMI_CONFIG_PASSPHRASE_FILE ?= $(DOCKYARD_CACHE)/passphrase
 export PULUMI_SKIP_UPDATE_CHECK := 1
 export PULUMI_DIY_BACKEND_NO_LEGACY_WARNING := 1
 
-.PHONY: up destroy preview test lint typecheck validate setup system-deps venv clean-venv pulumi-cli test-artifacts
+.PHONY: up destroy preview test lint typecheck validate setup setup-dev system-deps system-deps-dev venv venv-dev clean-venv pulumi-cli test-artifacts
 
 ## up: set everything up and deploy the `local` stack (a QEMU VM with two instances)
 up: setup
@@ -29,12 +29,12 @@ destroy: setup
 ## test: lint, type-check and run the whole test suite (what CI runs): pytest, then the
 ## testbed stack through `python -m dockyard_resources ci` (acceptance suite included).
 # The caches (CLI, VM image, test bed artifacts, DinD image) are built first, as steps.
-test: setup lint typecheck pulumi-cli test-artifacts
+test: setup-dev lint typecheck pulumi-cli test-artifacts
 	time scripts/test.sh
 
 ## test-artifacts: the VM image, the test bed's Docker/sysbox choice (printed), the stand-ins
 ## and the Docker-in-Docker test image (all cached outside the repo)
-test-artifacts: venv
+test-artifacts: venv-dev
 	$(VENV)/bin/python -m dockyard_resources.vm.image
 	$(VENV)/bin/python -m tools.standins >/dev/null
 	$(VENV)/bin/python -m tools.testbed >/dev/null
@@ -44,25 +44,38 @@ test-artifacts: venv
 pulumi-cli:
 	scripts/pulumi-cli.sh >/dev/null
 
-lint: venv
+lint: venv-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/python -m tools.lint_scripts
 
-typecheck: venv
+typecheck: venv-dev
 	$(VENV)/bin/mypy
 
 validate: venv
 	for f in stacks/Pulumi.*.yaml; do $(VENV)/bin/python -m dockyard_resources validate "$$f"; done
 
+## setup: what deploying needs (make up); setup-dev adds what the tests and linters need
 setup: system-deps venv
 
+setup-dev: system-deps-dev venv-dev
+
 system-deps:
-	scripts/system-deps.sh
+	scripts/system-deps.sh deploy
+
+system-deps-dev:
+	scripts/system-deps.sh test
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt
 	[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r requirements.txt
+	touch $@
+
+venv-dev: $(VENV)/.installed-dev
+
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(VENV)/.installed
 	$(VENV)/bin/pip install -q -r requirements-dev.txt
 	touch $@
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import re
 import secrets
 import shutil
@@ -95,27 +94,6 @@ def load_config(stack_file: Path) -> dict[str, Any]:
         )
     validate_stack_config(config, base_dir=project_dir_of(str(stack_file)))
     return config
-
-
-def default_environment(environ: dict[str, str]) -> dict[str, str]:
-    """The local file backend and generated passphrase `make up` uses, unless set already."""
-    env = dict(environ)
-    cache = cache_root()
-    env.setdefault("PULUMI_BACKEND_URL", f"file://{cache / 'state'}")
-    env.setdefault("PULUMI_SKIP_UPDATE_CHECK", "1")
-    env.setdefault("PULUMI_DIY_BACKEND_NO_LEGACY_WARNING", "1")
-    if not env.get("PULUMI_CONFIG_PASSPHRASE") and not env.get("PULUMI_CONFIG_PASSPHRASE_FILE"):
-        passphrase = cache / "passphrase"
-        if not passphrase.is_file() or not passphrase.read_text().strip():
-            passphrase.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(passphrase, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_urlsafe(32) + "\n")
-        env["PULUMI_CONFIG_PASSPHRASE_FILE"] = str(passphrase)
-    backend = env["PULUMI_BACKEND_URL"]
-    if backend.startswith("file://"):
-        Path(backend.removeprefix("file://")).expanduser().mkdir(parents=True, exist_ok=True)
-    return env
 
 
 @contextlib.contextmanager
@@ -303,7 +281,7 @@ def ci_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         keep_on_failure=args.keep_on_failure,
         acceptance_args=args.acceptance_args,
         log=log,
-        environ=default_environment(dict(os.environ)),
+        environ=workdir.pulumi_environment(),
     )
     try:
         return run.run(config)

@@ -23,7 +23,8 @@ from dockyard_resources.config import (
     project_dir_of,
     validate_stack_config,
 )
-from dockyard_resources.config.spec import InstanceSpec
+from dockyard_resources.config.spec import ResolvedInstance
+from dockyard_resources.operate import commands as operate
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -41,7 +42,7 @@ def _table(rows: Sequence[Sequence[str]]) -> list[str]:
 def _provision_text(host: HostSpec) -> str:
     p = host.provision
     if p.kind == "existing":
-        return f"existing {p.user}@{p.address}:{p.port}"
+        return f"existing {p.user}@{p.address}:{p.ssh_port}"
     if p.kind == "qemu":
         return f"qemu {p.suite} {p.cpus}cpu {p.memory_mb}MB {p.disk_gb}GB"
     if p.kind == "hcloud":
@@ -55,7 +56,7 @@ def _artifact_text(host: HostSpec, which: str) -> str:
     return f"{artifact.version} ({archs})"
 
 
-def _mark(instance: InstanceSpec, key: str, text: str) -> str:
+def _mark(instance: ResolvedInstance, key: str, text: str) -> str:
     return f"{text}*" if key in instance.allocated else text
 
 
@@ -125,7 +126,10 @@ def validate_command(path: str, out: TextIO, err: TextIO) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m dockyard_resources",
-        description="Dockyard's command line: offline validation and ephemeral CI stacks.",
+        description=(
+            "Dockyard's command line: offline validation, ephemeral CI stacks, and day-2"
+            " operations on a deployed stack (status, tunnel, logs)."
+        ),
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     validate = commands.add_parser(
@@ -151,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     prepared.add_argument("file", metavar="FILE", type=Path, help="stacks/Pulumi.<stack>.yaml")
+    operate.add_parsers(commands)
     return parser
 
 
@@ -160,6 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return validate_command(args.file, sys.stdout, sys.stderr)
     if args.command == "ci":
         return ci.ci_command(args, sys.stdout, sys.stderr)
+    if args.command in operate.COMMANDS:
+        return operate.run(args, sys.stdout, sys.stderr)
     if args.command == "workdir":
         try:
             print(workdir.prepare(args.file))

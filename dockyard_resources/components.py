@@ -14,7 +14,7 @@ from typing import Any, Final
 import pulumi
 
 from dockyard_resources.cloud.keys import LoginKey
-from dockyard_resources.config.spec import HostSpec, InstanceSpec
+from dockyard_resources.config.spec import HostSpec, ResolvedInstance
 from dockyard_resources.providers.instance import DockyardInstance
 from dockyard_resources.providers.networks import NetworkAllocation, requested_props
 from dockyard_resources.providers.sysbox_host import SysboxHost
@@ -105,26 +105,32 @@ class DockyardHost(pulumi.ComponentResource):
         self.outputs = self._outputs(spec)
         self.register_outputs({"address": self.provisioned.address})
 
-    def _instance(self, host_name: str, instance: InstanceSpec) -> DockyardInstance:
+    def _instance(self, host_name: str, instance: ResolvedInstance) -> DockyardInstance:
         # The SysboxHost has seen (or enforced) the host key: instances connect pinned.
         connection = {**self.provisioned.connection, "hostKey": self.sysbox.hostKey}
         name = instance_resource_name(host_name, instance.prefix)
+        # Not the fresh allocation of the spec: what the allocation resource keeps.
+        networks = self.networks.networks_of(instance.prefix)
         return DockyardInstance(
             name,
-            {
-                "owner": owner_id(name),
-                "connection": connection,
-                "hostName": host_name,
-                "dockerDir": self.sysbox.dockerDir,
-                "sysboxDir": self.sysbox.sysboxDir,
-                # A changed artifact under the same version restarts the instance onto it.
-                "dockerSha256": self.sysbox.dockerSha256,
-                "sysboxSha256": self.sysbox.sysboxSha256,
-                **instance.props(),
-                # Not the fresh allocation of the spec: what the allocation resource keeps.
-                **self.networks.networks_of(instance.prefix),
-            },
-            pulumi.ResourceOptions(parent=self, depends_on=[self.sysbox, self.networks]),
+            owner=owner_id(name),
+            connection=connection,
+            host_name=host_name,
+            docker_dir=self.sysbox.dockerDir,
+            sysbox_dir=self.sysbox.sysboxDir,
+            # A changed artifact under the same version restarts the instance onto it.
+            docker_sha256=self.sysbox.dockerSha256,
+            sysbox_sha256=self.sysbox.sysboxSha256,
+            prefix=instance.prefix,
+            root=instance.root,
+            bridge_cidr=networks["bridgeCidr"],
+            fixed_cidr=networks["fixedCidr"],
+            pool_base=networks["poolBase"],
+            pool_size=networks["poolSize"],
+            members=list(instance.members),
+            network_isolation=None if instance.network_isolation else False,
+            enabled=None if instance.enabled else False,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.sysbox, self.networks]),
         )
 
     def _outputs(self, spec: HostSpec) -> dict[str, Any]:

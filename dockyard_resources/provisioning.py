@@ -50,7 +50,7 @@ def provision_existing(
     return ProvisionedHost(
         connection=connection,
         address=provision.address,
-        port=provision.port,
+        port=provision.ssh_port,
         user=provision.user,
     )
 

@@ -13,6 +13,9 @@ Relative paths in a stack file still mean the checkout (the program runs there).
 
 from __future__ import annotations
 
+import os
+import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,28 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # Top-level keys of a stack file that belong to its secrets provider: taken over together
 # with the `secure:` values they decrypt, when the checkout's file has them.
 _SECRETS_KEYS = ("encryptionsalt", "secretsprovider", "encryptedkey")
+
+
+def pulumi_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for `pulumi`: the local file backend and generated passphrase `make
+    up` uses, unless the environment names its own."""
+    env = dict(os.environ if environ is None else environ)
+    cache = cache_root()
+    env.setdefault("PULUMI_BACKEND_URL", f"file://{cache / 'state'}")
+    env.setdefault("PULUMI_SKIP_UPDATE_CHECK", "1")
+    env.setdefault("PULUMI_DIY_BACKEND_NO_LEGACY_WARNING", "1")
+    if not env.get("PULUMI_CONFIG_PASSPHRASE") and not env.get("PULUMI_CONFIG_PASSPHRASE_FILE"):
+        passphrase = cache / "passphrase"
+        if not passphrase.is_file() or not passphrase.read_text().strip():
+            passphrase.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(passphrase, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(32) + "\n")
+        env["PULUMI_CONFIG_PASSPHRASE_FILE"] = str(passphrase)
+    backend = env["PULUMI_BACKEND_URL"]
+    if backend.startswith("file://"):
+        Path(backend.removeprefix("file://")).expanduser().mkdir(parents=True, exist_ok=True)
+    return env
 
 
 def stack_name_of(stack_file: Path) -> str:

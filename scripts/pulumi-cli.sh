@@ -37,12 +37,69 @@ if [[ -f "$STAMP" && -x "$FINAL_DIR/bin/pulumi" ]]; then
     exit 0
 fi
 
-command -v go >/dev/null 2>&1 || {
-    log "go is not on PATH; install Go >= 1.26.6 (the CLI is built from source)"
-    exit 1
-}
-
 mkdir -p "$CACHE_ROOT"
+
+# Where Pulumi's own site is reachable (a user's machine), its official installer is the
+# quick way: the release that matches the Python SDK pin, into the cache, PATH untouched.
+OFFICIAL_DIR="$CACHE_ROOT/official-$PULUMI_SDK_SCRIPTS_VERSION"
+if [[ -x "$OFFICIAL_DIR/bin/pulumi" ]]; then
+    echo "$OFFICIAL_DIR/bin"
+    exit 0
+fi
+if [[ "${PULUMI_CLI_OFFICIAL:-1}" != 0 ]] &&
+    curl -fsS --max-time 10 -o /dev/null https://get.pulumi.com/ 2>/dev/null; then
+    log "installing Pulumi CLI v$PULUMI_SDK_SCRIPTS_VERSION with Pulumi's official installer into $OFFICIAL_DIR"
+    if curl -fsSL https://get.pulumi.com | sh -s -- --version "$PULUMI_SDK_SCRIPTS_VERSION" \
+        --install-root "$OFFICIAL_DIR" --no-edit-path >&2; then
+        echo "$OFFICIAL_DIR/bin"
+        exit 0
+    fi
+    log "the official installer failed; building from Go modules instead"
+fi
+
+# Offline: build from Go modules. Without a `go` on PATH, the Go toolchain itself comes from
+# the module proxy (golang.org/toolchain), which these machines reach.
+GO_TOOLCHAIN_VERSION="${GO_TOOLCHAIN_VERSION:-1.26.8}"
+ensure_go() {
+    command -v go >/dev/null 2>&1 && return 0
+    local arch dir proxy zip
+    case "$(uname -m)" in x86_64) arch=amd64 ;; aarch64) arch=arm64 ;; *) arch=$(uname -m) ;; esac
+    dir="$CACHE_ROOT/go$GO_TOOLCHAIN_VERSION"
+    if [[ ! -x "$dir/bin/go" ]]; then
+        proxy="${GOPROXY:-https://proxy.golang.org}"
+        proxy="${proxy%%,*}"
+        [[ "$proxy" == direct || "$proxy" == off ]] && proxy=https://proxy.golang.org
+        zip="$CACHE_ROOT/.go$GO_TOOLCHAIN_VERSION.zip"
+        log "no go on PATH: fetching Go $GO_TOOLCHAIN_VERSION from $proxy (about 70 MB, once)"
+        curl -fsSL --retry 3 -o "$zip" \
+            "$proxy/golang.org/toolchain/@v/v0.0.1-go$GO_TOOLCHAIN_VERSION.linux-$arch.zip" || {
+            log "could not fetch the Go toolchain; install Go >= 1.26.6 and retry"
+            exit 1
+        }
+        rm -rf "$dir" "$dir.tmp"
+        python3 - "$zip" "$dir.tmp" <<'PY'
+import sys, zipfile, os
+zip_path, dest = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(zip_path) as archive:
+    for info in archive.infolist():
+        # Members are golang.org/toolchain@<version>/<path>: keep <path>.
+        _, _, rest = info.filename.partition("@")
+        relative = rest.split("/", 1)[1] if "/" in rest else ""
+        if not relative or relative.endswith("/"):
+            continue
+        target = os.path.join(dest, relative)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with archive.open(info) as source, open(target, "wb") as out:
+            out.write(source.read())
+        if relative.startswith(("bin/", "pkg/tool/")):
+            os.chmod(target, 0o755)
+PY
+        mv "$dir.tmp" "$dir"
+        rm -f "$zip"
+    fi
+    export PATH="$dir/bin:$PATH"
+}
+ensure_go
 # One builder at a time; a second caller waits, then finds the stamp.
 exec 9>"$CACHE_ROOT/.lock"
 flock 9
@@ -74,7 +131,7 @@ STAGE_BIN="$WORK_DIR/out/bin"
 mkdir -p "$STAGE_BIN"
 : >"$LOG_FILE"
 start_s=$SECONDS
-log "building Pulumi CLI v$PULUMI_CLI_VERSION into $FINAL_DIR (log: $LOG_FILE)"
+log "no pulumi on PATH: building Pulumi CLI v$PULUMI_CLI_VERSION from Go modules into $FINAL_DIR (first time 5-20 minutes on 2 cores, then cached; log: $LOG_FILE)"
 
 # Wrapper module: pkg/go.mod's replace directives apply only inside pkg, so the
 # non-local one is copied here; its local `sdk/v3 => ../sdk` is replaced by the

@@ -3,19 +3,28 @@
 # running Pulumi, when they are missing. Re-running is cheap: it only checks.
 set -euo pipefail
 
+# deploy: what `make up` needs; test: that plus what the tests and linters need.
+what=${1:-deploy}
 packages=(
-  qemu-system-x86   # the local test / demo VM
+  qemu-system-x86   # the local VM (provision kind qemu)
   qemu-utils        # qemu-img overlays
   ipxe-qemu         # virtio-net option ROM qemu loads at start
   debootstrap       # builds the Debian VM image
   e2fsprogs         # mkfs.ext4 -d: image without loop mounts
-  openssh-server    # the real sshd the transport tests start
   openssh-client    # ssh-keygen for host and client keys
-  dpkg-dev          # dpkg-deb to build the sysbox stand-in package
   curl
-  sudo              # the transport tests log in as a sudo user
-  shellcheck        # make lint and the tests check every rendered host script
 )
+case "$what" in
+  deploy) ;;
+  test)
+    packages+=(
+      openssh-server  # the real sshd the transport tests start
+      sudo            # the transport tests log in as a sudo user
+      dpkg-dev        # dpkg-deb to build the sysbox stand-in package
+      shellcheck      # make lint and the tests check every rendered host script
+    ) ;;
+  *) echo "usage: $0 deploy|test" >&2; exit 2 ;;
+esac
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -15,8 +15,8 @@ from dockyard_resources.config.models import (
 from dockyard_resources.config.spec import (
     ArchArtifact,
     HostSpec,
-    InstanceSpec,
     ResolvedArtifact,
+    ResolvedInstance,
     resolve_artifacts,
 )
 from dockyard_resources.config.stackfile import (
@@ -49,10 +49,10 @@ __all__ = [
     "HostConfig",
     "HostSpec",
     "InstanceConfig",
-    "InstanceSpec",
     "Provision",
     "QemuProvision",
     "ResolvedArtifact",
+    "ResolvedInstance",
     "StackFileError",
     "load_stack_file",
     "project_dir_of",

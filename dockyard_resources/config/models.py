@@ -22,6 +22,10 @@ from pydantic.alias_generators import to_camel
 from dockyard_resources.config import values
 
 PROVISION_KINDS: Final = ("existing", "qemu", "hcloud", "aws")
+# A local QEMU VM: defaults and bounds of its size, one place for the stack file, the
+# `LocalVm` resource and the runner.
+QEMU_DEFAULTS: Final = {"memoryMb": 4096, "cpus": 2, "diskGb": 20}
+QEMU_LIMITS: Final = {"memoryMb": (1024, 1048576), "cpus": (1, 256), "diskGb": (8, 4096)}
 ArtifactsMode = Literal["download", "upload"]
 
 HostName = Annotated[str, BeforeValidator(values.host_name)]
@@ -60,21 +64,32 @@ class ExistingProvision(_Model):
 
     kind: Literal["existing"]
     address: Address
-    port: int = Field(default=22, ge=1, le=65535)
+    # None: 22, or ~/.ssh/config's Port with sshConfig.
+    port: int | None = Field(default=None, ge=1, le=65535)
     user: UserName = "root"
     host_key: HostKey | None = None
     # A machine that exists answers at once: a typo in address or port fails within this
     # many seconds instead of the long wait a machine that is still booting gets.
     connect_timeout: int = Field(default=30, ge=1, le=3600)
+    # Resolve `address` through ~/.ssh/config on the machine running Pulumi (HostName, Port,
+    # IdentityFile, known_hosts); `port` and `user` given here still win.
+    ssh_config: bool = False
+
+    @property
+    def ssh_port(self) -> int:
+        return self.port if self.port is not None else 22
 
     def connection_props(self) -> dict[str, Any]:
         """The non-secret part of the `connection` input of host resources."""
         props: dict[str, Any] = {
             "host": self.address,
-            "port": self.port,
             "user": self.user,
             "connectDeadline": self.connect_timeout,
         }
+        if self.port is not None or not self.ssh_config:
+            props["port"] = self.ssh_port
+        if self.ssh_config:
+            props["sshConfig"] = True
         if self.host_key is not None:
             props["hostKey"] = self.host_key
         return props
@@ -84,9 +99,17 @@ class QemuProvision(_Model):
     """A local QEMU VM booted from a Debian image built on the machine running Pulumi."""
 
     kind: Literal["qemu"]
-    memory_mb: int = Field(default=4096, ge=1024, le=1048576)
-    cpus: int = Field(default=2, ge=1, le=256)
-    disk_gb: int = Field(default=20, ge=8, le=4096)
+    memory_mb: int = Field(
+        default=QEMU_DEFAULTS["memoryMb"],
+        ge=QEMU_LIMITS["memoryMb"][0],
+        le=QEMU_LIMITS["memoryMb"][1],
+    )
+    cpus: int = Field(
+        default=QEMU_DEFAULTS["cpus"], ge=QEMU_LIMITS["cpus"][0], le=QEMU_LIMITS["cpus"][1]
+    )
+    disk_gb: int = Field(
+        default=QEMU_DEFAULTS["diskGb"], ge=QEMU_LIMITS["diskGb"][0], le=QEMU_LIMITS["diskGb"][1]
+    )
     suite: Literal["trixie", "bookworm"] = "trixie"
 
 
@@ -149,6 +172,9 @@ class InstanceConfig(_Model):
     # False lets other instances' containers (and other host interfaces) open connections to
     # this instance's containers; see docs/security.md. Strict: only true or false.
     network_isolation: StrictBool = True
+    # false: the instance is parked (unit stopped and disabled); data, user, group and
+    # networks stay, and `true` brings it back with its containers.
+    enabled: StrictBool = True
 
     @field_validator("members", mode="after")
     @classmethod

@@ -74,16 +74,6 @@ class Requested:
     pool_base: Net | None = None
     pool_size: int | None = None
 
-    @classmethod
-    def of(cls, requested: RequestedNetworks) -> Requested:
-        return cls(
-            requested.prefix,
-            requested.bridge_cidr,
-            requested.fixed_cidr,
-            requested.pool_base,
-            requested.pool_size,
-        )
-
     def props(self) -> dict[str, Any]:
         """`{prefix, <explicit network keys>}`, JSON-ready (omitted keys left out)."""
         values = {

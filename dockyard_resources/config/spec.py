@@ -44,8 +44,9 @@ class ResolvedArtifact:
 
 
 @dataclass(frozen=True)
-class InstanceSpec:
-    """One dockyard instance with all its networks decided."""
+class ResolvedInstance:
+    """One instance as the stack file gives it, every network decided (the render side has
+    its own `render.instance.InstanceSpec`, built from the resource properties)."""
 
     path: str
     prefix: str
@@ -59,6 +60,7 @@ class InstanceSpec:
     allocated: frozenset[str]
     # `networkIsolation` (docs/security.md).
     network_isolation: bool = True
+    enabled: bool = True
 
     @property
     def bridge_name(self) -> str:
@@ -79,6 +81,8 @@ class InstanceSpec:
             # Only when relaxed: the default needs no input, and instances made before the
             # option existed keep exactly their inputs (DockyardInstance treats absent as true).
             props["networkIsolation"] = False
+        if not self.enabled:
+            props["enabled"] = False
         return props
 
 
@@ -93,7 +97,7 @@ class HostSpec:
     sysbox: ResolvedArtifact
     artifacts: ArtifactsMode
     allow_sysbox_restart: bool
-    instances: tuple[InstanceSpec, ...]
+    instances: tuple[ResolvedInstance, ...]
 
     def artifact(self, which: ArtifactKind) -> ResolvedArtifact:
         return self.docker if which == "docker" else self.sysbox

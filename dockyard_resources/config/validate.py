@@ -28,7 +28,7 @@ from dockyard_resources.config.models import (
     InstanceConfig,
 )
 from dockyard_resources.config.networks import plan_host_networks
-from dockyard_resources.config.spec import HostSpec, InstanceSpec, ResolvedArtifact
+from dockyard_resources.config.spec import HostSpec, ResolvedArtifact, ResolvedInstance
 from dockyard_resources.config.versions import ARTIFACT_KINDS
 
 # Extra words for a missing key, where "required" alone does not say what to write.
@@ -285,7 +285,7 @@ def _validate_host(raw: Any, index: int, base_dir: Path) -> tuple[HostSpec | Non
         if net is None:  # pragma: no cover - always paired with an error above
             return None, errors
         specs.append(
-            InstanceSpec(
+            ResolvedInstance(
                 path=instance_path,
                 prefix=cfg.prefix,
                 root=cfg.root,
@@ -296,6 +296,7 @@ def _validate_host(raw: Any, index: int, base_dir: Path) -> tuple[HostSpec | Non
                 members=cfg.members,
                 allocated=net.allocated,
                 network_isolation=cfg.network_isolation,
+                enabled=cfg.enabled,
             )
         )
     spec = HostSpec(

@@ -11,23 +11,26 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Protocol
 
 from dockyard_resources.config.values import FORBIDDEN_TREES, HOME_PARENTS, SYSTEM_DIRS
 from dockyard_resources.errors import DockyardError
-from dockyard_resources.render import iptables
+from dockyard_resources.render import facts, iptables
 from dockyard_resources.render.common import bash_script, quote, quote_all
 from dockyard_resources.render.instance import (
     DIR_MODES,
-    MARKER,
-    ROOT_MARKER,
     ROOT_MARKER_FILE,
-    SYSBOX_UNIT,
-    UNIT_DIR,
     InstanceSpec,
     instance_files,
+)
+from dockyard_resources.render.layout import (
+    INSTANCE_MARKER,
+    ROOT_MARKER,
+    SYSBOX_SERVICE,
+    SYSTEMD_DIR,
 )
 
 CHANGED_MARK = "DOCKYARD_CHANGED="
@@ -35,7 +38,6 @@ CHANGED_MARK = "DOCKYARD_CHANGED="
 KEEP_MARK = "DOCKYARD_KEEP="
 # Left by earlier versions (the DinD ownership watcher, see docs/instances.md): removed.
 OBSOLETE_FILES = (("bin", "dockyard-dind-watcher"), ("run", "dind-watcher.pid"))
-_SECTION = "@@dockyard:"
 
 
 def guards() -> str:
@@ -64,12 +66,6 @@ def _system_dir_guard() -> str:
         '    dy_refuse "refusing $root: a home directory is never an instance root" ;;\n'
         "esac\n"
     )
-
-
-class _Result(Protocol):
-    exit_code: int
-    stdout: str
-    stderr: str
 
 
 class Runner(Protocol):
@@ -101,30 +97,28 @@ def _probe_script(spec: InstanceSpec) -> str:
     docker = quote(spec.docker_dir + "/docker")
     return bash_script(
         f"""\
-section() {{ echo "{_SECTION}$1"; }}
-section routes; ip -j -4 route show table all 2>/dev/null || echo '[]'
-section addrs; ip -j -4 addr show 2>/dev/null || echo '[]'
-section own
-echo {quote(spec.bridge_name)}
+{facts.SHELL_HELPER}
+routes=$(ip -j -4 route show table all 2>/dev/null || true)
+dy_fact routes "${{routes:-[]}}"
+addrs=$(ip -j -4 addr show 2>/dev/null || true)
+dy_fact addrs "${{addrs:-[]}}"
+own=({quote(spec.bridge_name)})
 # Bridges of this instance's own user-defined networks (a re-run must not trip over them).
 if [ -S {quote(spec.socket_path)} ] && [ -x {docker} ]; then
   for id in $(timeout 30 {docker} -H {quote(spec.docker_host)} network ls -q --no-trunc \\
                 --filter driver=bridge 2>/dev/null); do
-    echo "br-${{id:0:12}}"
+    own+=("br-${{id:0:12}}")
   done
 fi
-section others
-for unit in {UNIT_DIR}/*.service; do
+dy_fact own "$(jq -cn '$ARGS.positional' --args "${{own[@]}}")"
+for unit in {SYSTEMD_DIR}/*.service; do
   [ -f "$unit" ] || continue
-  p=$(sed -n 's/^{MARKER}//p' "$unit" | head -n1)
+  p=$(sed -n 's/^{INSTANCE_MARKER}//p' "$unit" | head -n1)
   r=$(sed -n 's/^{ROOT_MARKER}//p' "$unit" | head -n1)
   [ -n "$p" ] || continue
-  manifest="$r/etc/instance.json"
-  if [ -f "$manifest" ]; then
-    printf '{{"prefix":"%s","root":"%s","manifest":%s}}\\n' "$p" "$r" "$(tr -d '\\n' <"$manifest")"
-  else
-    printf '{{"prefix":"%s","root":"%s","manifest":null}}\\n' "$p" "$r"
-  fi
+  manifest=$(jq -c . "$r/etc/instance.json" 2>/dev/null || echo null)
+  dy_fact other "$(jq -cn --arg prefix "$p" --arg root "$r" \\
+    --argjson manifest "${{manifest:-null}}" '$ARGS.named')"
 done
 """,
         locked=False,
@@ -132,19 +126,17 @@ done
 
 
 def parse_probe(stdout: str) -> HostNetworks:
-    sections: dict[str, list[str]] = {}
-    current = ""
-    for line in stdout.splitlines():
-        if line.startswith(_SECTION):
-            current = line[len(_SECTION) :]
-            sections[current] = []
-        elif current:
-            sections[current].append(line)
+    """The `routes`, `addrs`, `own` and `other` facts of the probe script."""
+    found = facts.parse(stdout)
+
+    def last(name: str) -> Any:
+        return (found.get(name) or [[]])[-1]
+
     return HostNetworks(
-        routes=json.loads("".join(sections.get("routes", [])) or "[]"),
-        addrs=json.loads("".join(sections.get("addrs", [])) or "[]"),
-        own_devices=frozenset(x.strip() for x in sections.get("own", []) if x.strip()),
-        others=[json.loads(x) for x in sections.get("others", []) if x.strip()],
+        routes=list(last("routes")),
+        addrs=list(last("addrs")),
+        own_devices=frozenset(str(x) for x in last("own")),
+        others=list(found.get("other", [])),
     )
 
 
@@ -227,10 +219,23 @@ def check_conflicts(run: Runner, spec: InstanceSpec) -> None:
 # --- install ----------------------------------------------------------------------------
 
 
-def _install_script(spec: InstanceSpec, *, adopt: bool = False) -> str:
+def _install_script(spec: InstanceSpec, *, adopt: bool = False, enabled: bool = True) -> str:
     """The converging install, under the host lock. `adopt` (updates only) accepts the
-    unowned unit, root and user of an instance made by an earlier Dockyard version."""
+    unowned unit, root and user of an instance made by an earlier Dockyard version.
+    `enabled=False` parks the instance: everything stays installed, the unit is disabled."""
     u, g, root = quote(spec.user), quote(spec.group), quote(spec.root)
+    unit = quote(spec.service_name)
+    boot = (
+        f"systemctl is-enabled -q {unit} 2>/dev/null || systemctl enable -q {unit}"
+        if enabled
+        else f"systemctl disable -q {unit} 2>/dev/null || true"
+    )
+    # A running instance gets missing rules or a missing bridge back without a restart.
+    repair = (
+        f"if systemctl is-active -q {unit}; then {quote(spec.path('bin', 'dockyard-net'))} up; fi"
+        if enabled
+        else ""
+    )
     members = ",".join(spec.members)
     mkdirs = "\n".join(
         f"install -d -o root -g {g} -m {mode:04o} {quote(spec.path(d) if d else spec.root)}"
@@ -244,28 +249,33 @@ def _install_script(spec: InstanceSpec, *, adopt: bool = False) -> str:
     puts_text = "\n".join(puts)
     return bash_script(
         f"""\
+# Values used in messages, quoted once here.
+prefix={quote(spec.prefix)}
+docker_dir={quote(spec.docker_dir)}
+sysbox_dir={quote(spec.sysbox_dir)}
 # Preflight: nothing changes on the host unless all of it holds.
 missing=()
 for member in {quote_all(spec.members)}; do
   id -u -- "$member" >/dev/null 2>&1 || missing+=("$member")
 done
 if [ ${{#missing[@]}} -gt 0 ]; then
-  echo "members of {spec.prefix}: no such user on this host: ${{missing[*]}};" \\
+  echo "members of $prefix: no such user on this host: ${{missing[*]}};" \\
        "create the user(s) first or remove them from members" >&2
   exit 3
 fi
 [ -x {quote(spec.docker_dir + "/dockerd")} ] || {{
-  echo "dockerDir {spec.docker_dir} has no dockerd: is the SysboxHost installed?" >&2; exit 3; }}
-[ -x {quote(spec.sysbox_dir + "/sysbox-runc")} ] || {{
-  echo "sysboxDir {spec.sysbox_dir} has no sysbox-runc: is the SysboxHost installed?" >&2
+  echo "dockerDir $docker_dir has no dockerd: is the SysboxHost installed?" >&2
   exit 3; }}
-[ -f {UNIT_DIR}/{SYSBOX_UNIT} ] || {{
-  echo "{SYSBOX_UNIT} is not installed: create the SysboxHost first" >&2; exit 3; }}
+[ -x {quote(spec.sysbox_dir + "/sysbox-runc")} ] || {{
+  echo "sysboxDir $sysbox_dir has no sysbox-runc: is the SysboxHost installed?" >&2
+  exit 3; }}
+[ -f {SYSTEMD_DIR}/{SYSBOX_SERVICE} ] || {{
+  echo "{SYSBOX_SERVICE} is not installed: create the SysboxHost first" >&2; exit 3; }}
 {guards()}
 root={root}
 owner={quote(spec.owner)}
 unit={quote(spec.unit_path)}
-[ -n "$owner" ] || dy_refuse "instance {spec.prefix}: no owner given"
+[ -n "$owner" ] || dy_refuse "instance $prefix: no owner given"
 {_system_dir_guard()}
 dy_check_path "$root"
 dy_check_nesting "$root" "$unit"
@@ -313,13 +323,9 @@ if [ "$changed" = 1 ]; then systemctl daemon-reload; fi
 # the instance must restart onto them.
 {_stale_binaries_function(spec)}
 stale=$(dy_stale_binaries)
-if [ -n "$stale" ]; then echo "instance {spec.prefix}: $stale: restarting"; changed=1; fi
-systemctl is-enabled -q {quote(spec.service_name)} 2>/dev/null \\
-  || systemctl enable -q {quote(spec.service_name)}
-# A running instance gets missing rules or a missing bridge back without a restart.
-if systemctl is-active -q {quote(spec.service_name)}; then
-  {quote(spec.path("bin", "dockyard-net"))} up
-fi
+if [ -n "$stale" ]; then echo "instance $prefix: $stale: restarting"; changed=1; fi
+{boot}
+{repair}
 echo "{CHANGED_MARK}$changed"
 """
     )
@@ -341,12 +347,17 @@ dy_stale_binaries() {{
     [ "$exe" = {expected["dockerd"]} ] || echo "dockerd runs $exe"
   fi
   pid=$(cat {quote(spec.path("run", "containerd.pid"))} 2>/dev/null || true)
-  if [ -n "$pid" ] && grep -qF /{spec.service_name} "/proc/$pid/cgroup" 2>/dev/null \\
+  if [ -n "$pid" ] && grep -qF {quote("/" + spec.service_name)} "/proc/$pid/cgroup" 2>/dev/null \\
       && exe=$(readlink "/proc/$pid/exe" 2>/dev/null); then
     [ "$exe" = {expected["containerd"]} ] || echo "containerd runs $exe"
   fi
   return 0
 }}"""
+
+
+def _park_script(spec: InstanceSpec) -> str:
+    """Stop a parked instance; the shared sysbox service stops with the last user of it."""
+    return bash_script(f"systemctl stop {quote(spec.service_name)}", locked=False)
 
 
 # Restarts of one host's instances wait for each other: an upgrade that restarts them all
@@ -369,7 +380,7 @@ def _activate_script(spec: InstanceSpec, restart: bool) -> str:
         f"""\
 systemctl reset-failed {unit} 2>/dev/null || true
 if ! {{ {activate}; }}; then
-  echo "--- systemctl status {spec.service_name}" >&2
+  echo "--- systemctl status" {quote(spec.service_name)} >&2
   systemctl status --no-pager -l {unit} >&2 || true
   echo "--- dockerd.log" >&2; tail -n 25 {quote(spec.path("log", "dockerd.log"))} >&2 || true
   echo "--- containerd.log" >&2
@@ -381,19 +392,40 @@ fi
     )
 
 
+def _quiet(_message: str) -> None:
+    return None
+
+
 def install(
-    run: Runner, spec: InstanceSpec, *, check_networks: bool = True, adopt: bool = False
+    run: Runner,
+    spec: InstanceSpec,
+    *,
+    check_networks: bool = True,
+    adopt: bool = False,
+    enabled: bool = True,
+    log: Callable[[str], None] = _quiet,
 ) -> None:
-    """Converge the instance to `spec` and leave it running; restarts it only on change."""
+    """Converge the instance to `spec` and leave it running (restarted only on change), or,
+    with `enabled=False`, installed but stopped and disabled (its data and networks kept)."""
     if check_networks:
+        log("checking the host's routes, addresses and other instances' networks")
         check_conflicts(run, spec)
-    result = run.run(_install_script(spec, adopt=adopt), step=f"install instance {spec.prefix}")
+    log("checking ownership and installing (under the host lock)")
+    result = run.run(
+        _install_script(spec, adopt=adopt, enabled=enabled), step=f"install instance {spec.prefix}"
+    )
+    if not enabled:
+        log(f"parking: stopping {spec.service_name} (data, user, group and networks stay)")
+        run.run(_park_script(spec), step=f"stop {spec.service_name}", timeout=300)
+        return
     changed = f"{CHANGED_MARK}1" in result.stdout
+    log(f"{'(re)starting' if changed else 'starting'} {spec.service_name}")
     # Not under the host lock: dockerd needs 10+ s to answer on a slow host.
     run.run(
         _activate_script(spec, restart=changed),
         step=f"{'restart' if changed else 'start'} {spec.service_name}",
     )
+    log(f"{spec.service_name} is running; DOCKER_HOST={spec.docker_host}")
 
 
 # --- inspect ----------------------------------------------------------------------------
@@ -419,7 +451,17 @@ class InstanceState:
     def exists(self) -> bool:
         return any((self.unit_present, self.root_present, self.user_present, self.group_present))
 
-    def problems(self, spec: InstanceSpec) -> list[str]:
+    def problems(self, spec: InstanceSpec, *, enabled: bool = True) -> list[str]:
+        if not enabled:  # parked: installed, stopped and disabled, data and networks kept
+            parked = [
+                (self.unit_present, f"unit {spec.service_name} is missing"),
+                (self.active != "active", f"{spec.service_name} runs but enabled is false"),
+                (self.enabled != "enabled", f"{spec.service_name} starts at boot"),
+                (self.root_present, f"root {spec.root} is missing"),
+                (self.bridge_present, f"bridge {spec.bridge_name} is missing"),
+                (self.files_in_sync, "instance files differ from the configuration"),
+            ]
+            return [message for ok, message in parked if not ok]
         checks = [
             (self.unit_present, f"unit {spec.service_name} is missing"),
             (self.active == "active", f"{spec.service_name} is {self.active or 'unknown'}"),
@@ -440,7 +482,7 @@ class InstanceState:
         ]
         return [message for ok, message in checks if not ok]
 
-    def health(self, spec: InstanceSpec) -> dict[str, Any]:
+    def health(self, spec: InstanceSpec, *, enabled: bool = True) -> dict[str, Any]:
         return {
             "serviceActive": self.active == "active",
             "serviceEnabled": self.enabled == "enabled",
@@ -449,7 +491,7 @@ class InstanceState:
             "rulesPresent": self.rules_present,
             "defaultRuntime": self.default_runtime,
             "filesInSync": self.files_in_sync,
-            "problems": self.problems(spec),
+            "problems": self.problems(spec, enabled=enabled),
         }
 
 
@@ -466,41 +508,39 @@ def _inspect_script(spec: InstanceSpec) -> str:
     rules_ok = iptables.all_present_command(spec.rules(), spec.tag)
     return bash_script(
         f"""\
+{facts.SHELL_HELPER}
 flag() {{ if "$@" >/dev/null 2>&1; then echo 1; else echo 0; fi; }}
-echo "unit=$(flag test -f {quote(spec.unit_path)})"
-echo "root=$(flag test -d {quote(spec.root)})"
-echo "user=$(flag id -u {quote(spec.user)})"
-echo "group=$(flag getent group {quote(spec.group)})"
-echo "active=$(systemctl is-active {unit} 2>/dev/null || true)"
-echo "enabled=$(systemctl is-enabled {unit} 2>/dev/null || true)"
-echo "members=$(getent group {quote(spec.group)} | cut -d: -f4)"
-if [ -S {quote(spec.socket_path)} ]; then
-  echo "socket=$(stat -c '%U:%G:%a' {quote(spec.socket_path)})"
-else
-  echo "socket="
-fi
-echo "bridge=$(flag ip link show dev {quote(spec.bridge_name)})"
-echo "rules=$(if {{ {rules_ok}; }}; then echo 1; else echo 0; fi)"
+socket=""
+if [ -S {quote(spec.socket_path)} ]; then socket=$(stat -c '%U:%G:%a' {quote(spec.socket_path)}); fi
 runtime=""
 if [ -S {quote(spec.socket_path)} ] && [ -x {docker} ]; then
   runtime=$(timeout 30 {docker} -H {quote(spec.docker_host)} info \\
     --format '{{{{.DefaultRuntime}}}}' 2>/dev/null || true)
 fi
-echo "runtime=$runtime"
-echo "files=$(if {{ {files_ok}; }}; then echo 1; else echo 0; fi)"
 {_stale_binaries_function(spec)}
-echo "stale=$(dy_stale_binaries | paste -sd ';')"
+dy_fact instance "$(jq -cn \\
+  --arg unit "$(flag test -f {quote(spec.unit_path)})" \\
+  --arg root "$(flag test -d {quote(spec.root)})" \\
+  --arg user "$(flag id -u {quote(spec.user)})" \\
+  --arg group "$(flag getent group {quote(spec.group)})" \\
+  --arg active "$(systemctl is-active {unit} 2>/dev/null || true)" \\
+  --arg enabled "$(systemctl is-enabled {unit} 2>/dev/null || true)" \\
+  --arg members "$(getent group {quote(spec.group)} | cut -d: -f4)" \\
+  --arg socket "$socket" \\
+  --arg bridge "$(flag ip link show dev {quote(spec.bridge_name)})" \\
+  --arg rules "$(if {{ {rules_ok}; }}; then echo 1; else echo 0; fi)" \\
+  --arg runtime "$runtime" \\
+  --arg files "$(if {{ {files_ok}; }}; then echo 1; else echo 0; fi)" \\
+  --arg stale "$(dy_stale_binaries | paste -sd ';')" \\
+  '$ARGS.named')"
 """,
         locked=False,
     )
 
 
 def parse_state(stdout: str) -> InstanceState:
-    values: dict[str, str] = {}
-    for line in stdout.splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            values[key.strip()] = value.strip()
+    """The `instance` fact of the inspect script (all values are strings; flags "1"/"0")."""
+    values: dict[str, str] = facts.one(stdout, "instance")
     return InstanceState(
         unit_present=values.get("unit") == "1",
         root_present=values.get("root") == "1",
@@ -649,10 +689,12 @@ fi
     )
 
 
-def remove(run: Runner, spec: InstanceSpec) -> list[str]:
+def remove(run: Runner, spec: InstanceSpec, log: Callable[[str], None] = _quiet) -> list[str]:
     """Delete everything of the instance that belongs to it; a no-op when it is already gone.
     Returns what was left on the host and why (another owner's instance, a foreign root)."""
+    log(f"killing its containers and stopping {spec.service_name}")
     run.run(_stop_script(spec), step=f"stop {spec.service_name}", timeout=300)
+    log("removing rules, bridges, unit, root, user and group (under the host lock)")
     addrs = json.loads(run.run(_addr_script(), step="list addresses").stdout or "[]")
     result = run.run(
         _remove_script(spec, pool_bridges(spec, addrs)),

@@ -6,13 +6,12 @@ problem is reported at once, in words a person can act on.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any, Final
 
-from dockyard_resources.errors import DockyardError, HostOutputError
-from dockyard_resources.render.sysbox_host import FACTS_PREFIX
+from dockyard_resources.errors import DockyardError
+from dockyard_resources.render import facts
 
 SUPPORTED_ARCHES: Final = ("x86_64", "aarch64")
 # ID-mapped mounts arrived in 5.12; older kernels need Ubuntu's shiftfs module.
@@ -73,13 +72,8 @@ class HostFacts:
 
     @classmethod
     def from_output(cls, stdout: str) -> HostFacts:
-        """Find the facts line in the preflight script's output."""
-        for line in stdout.splitlines():
-            if line.startswith(FACTS_PREFIX):
-                return cls.from_json(json.loads(line[len(FACTS_PREFIX) :]))
-        raise HostOutputError(
-            f"preflight printed no '{FACTS_PREFIX.strip()}' line: {stdout[-500:]!r}"
-        )
+        """The `preflight` fact of the preflight script's output."""
+        return cls.from_json(facts.one(stdout, "preflight"))
 
 
 def kernel_release(kernel: str) -> tuple[int, int] | None:

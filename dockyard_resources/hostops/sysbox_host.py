@@ -6,13 +6,13 @@ Round trips for an install: one read-only preflight, the uploads the host's cach
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 from dockyard_resources.errors import HostOutputError, InputError
 from dockyard_resources.hostops import artifacts, preflight
+from dockyard_resources.render import facts
 from dockyard_resources.render import sysbox_host as render
 from dockyard_resources.render.sysbox_host import Artifact, ArtifactsMode, InstallPlan
 from dockyard_resources.transport import SshSession, SshTarget, session
@@ -102,24 +102,21 @@ class HostState:
 
     @classmethod
     def from_output(cls, stdout: str) -> HostState:
-        for line in reversed(stdout.splitlines()):
-            if line.startswith(render.STATE_PREFIX):
-                d = json.loads(line[len(render.STATE_PREFIX) :])
-                return cls(
-                    distro=d["distro"],
-                    kernel=d["kernel"],
-                    arch=d["arch"],
-                    docker=d["docker"],
-                    sysbox=d["sysbox"],
-                    unit_sha256=d["unitSha256"],
-                    supervisor_sha256=d["supervisorSha256"],
-                    sysctl_sha256=d["sysctlSha256"],
-                    service_active=bool(d["serviceActive"]),
-                    sysbox_user=bool(d["sysboxUser"]),
-                    subuid_lines=int(d["subuidLines"]),
-                    subgid_lines=int(d["subgidLines"]),
-                )
-        raise HostOutputError(f"host printed no state line: {stdout[-500:]!r}")
+        d = facts.one(stdout, "state")
+        return cls(
+            distro=d["distro"],
+            kernel=d["kernel"],
+            arch=d["arch"],
+            docker=d["docker"],
+            sysbox=d["sysbox"],
+            unit_sha256=d["unitSha256"],
+            supervisor_sha256=d["supervisorSha256"],
+            sysctl_sha256=d["sysctlSha256"],
+            service_active=bool(d["serviceActive"]),
+            sysbox_user=bool(d["sysboxUser"]),
+            subuid_lines=int(d["subuidLines"]),
+            subgid_lines=int(d["subgidLines"]),
+        )
 
     def drift(self, plan: InstallPlan) -> list[str]:
         """Differences from a correct install of `plan`, in words; empty when none."""
@@ -190,7 +187,7 @@ def install(target: SshTarget, request: HostRequest, log: Log = _ignore) -> Inst
     facts = gather_facts(sess, request)
     preflight.check(request.host_name, facts)
     plan = request.plan(facts.arch)
-    log(f"{request.host_name}: {facts.distro_name}, kernel {facts.kernel}, {facts.arch}")
+    log(f"{facts.distro_name}, kernel {facts.kernel}, {facts.arch}")
     actions: list[str] = []
     if plan.mode == "upload":
         sent = artifacts.upload_missing(sess, [plan.docker, plan.sysbox], set(facts.cached_sha256))

@@ -71,6 +71,11 @@ def _seconds(value: Any) -> None:
         raise ValueError(f"must be a number of seconds 1-3600, got {value!r}")
 
 
+def _flag(value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, got {value!r}")
+
+
 def _text(value: Any) -> None:
     if not isinstance(value, str):
         raise ValueError("must be a string")
@@ -91,6 +96,7 @@ def connection_problems(conn: Any) -> list[tuple[str, str]]:
     checked(problems, "connection.user", values.user_name, conn.get("user"))
     checked(problems, "connection.hostKey", values.host_key, conn.get("hostKey") or None)
     checked(problems, "connection.connectDeadline", _seconds, conn.get("connectDeadline"))
+    checked(problems, "connection.sshConfig", _flag, conn.get("sshConfig"))
     for key in _TEXT_KEYS:
         checked(problems, f"connection.{key}", _text, conn.get(key))
     return problems

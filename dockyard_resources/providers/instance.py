@@ -7,7 +7,7 @@ check validates at preview, diff compares locally, create/update/delete run
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pulumi
@@ -31,6 +31,7 @@ from dockyard_resources.providers.inputs import (
     normal,
     whole_number,
 )
+from dockyard_resources.providers.progress import Report, reporter
 from dockyard_resources.render.instance import InstanceSpec, ssh_forward
 from dockyard_resources.transport import SshTarget, session
 
@@ -53,6 +54,7 @@ INPUT_KEYS = (
     "owner",
     "dockerSha256",
     "sysboxSha256",
+    "enabled",
 )
 # A new prefix or root is a different instance (user, unit, bridge, paths): replace it,
 # deleting the old one first because both would claim the same names.
@@ -72,13 +74,15 @@ UPDATE_KEYS = (
     # restarts the instance onto them.
     "dockerSha256",
     "sysboxSha256",
+    # Parked (stopped and disabled, data kept) or running.
+    "enabled",
 )
 # The machine itself: the instance lives on the old one, so a new address is a new instance.
 # (Not the port: a local VM's forwarded port may change while the machine stays the same.)
 REPLACE_CONNECTION_KEYS = ("host",)
 # May be absent (members and networkIsolation have defaults their validators fill in).
 OPTIONAL_KEYS = ("dockerSha256", "sysboxSha256")
-DEFAULTED_KEYS = ("members", "networkIsolation")
+DEFAULTED_KEYS = ("members", "networkIsolation", "enabled")
 NETWORK_KEYS = ("bridgeCidr", "fixedCidr", "poolBase", "poolSize")
 
 quiet_errors.install()
@@ -103,8 +107,8 @@ def _members(value: Any) -> list[str]:
     return names
 
 
-def _network_isolation(value: Any) -> bool:
-    # Absent (the stack default, and instances made before the option existed): isolated.
+def _true_unless_false(value: Any) -> bool:
+    # Absent (the stack default, and instances made before the option existed): true.
     if value is None:
         return True
     if not isinstance(value, bool):
@@ -123,7 +127,8 @@ _VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "poolBase": lambda v: str(values.private_network(v, "172.28.0.0/16")),
     "poolSize": _whole_number,
     "members": _members,
-    "networkIsolation": _network_isolation,
+    "networkIsolation": _true_unless_false,
+    "enabled": _true_unless_false,
     "owner": values.owner_id,
     "dockerSha256": values.sha256_hex,
     "sysboxSha256": values.sha256_hex,
@@ -206,6 +211,10 @@ def _comparable(key: str, value: Any) -> Any:
     return value
 
 
+def _report(props: Mapping[str, Any]) -> Report:
+    return reporter("DockyardInstance", f"{props.get('hostName')}/{props.get('prefix')}")
+
+
 def _run(props: dict[str, Any]) -> hostops.Runner:
     return session(SshTarget.from_props(props["connection"]))
 
@@ -240,7 +249,15 @@ class DockyardInstanceProvider(ResourceProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         spec = InstanceSpec.from_props(props)
-        hostops.install(_run(props), spec, check_networks=True, adopt=False)
+        report = _report(props)
+        hostops.install(
+            _run(props),
+            spec,
+            check_networks=True,
+            adopt=False,
+            enabled=props.get("enabled") is not False,
+            log=report,
+        )
         outs = outputs(props)
         outs.update(healthy=True, health={})
         return CreateResult(f"{props['hostName']}/{spec.prefix}", outs)
@@ -252,7 +269,14 @@ class DockyardInstanceProvider(ResourceProvider):
         )
         # An instance an earlier Dockyard made has no owner in its state: it is adopted.
         adopt = not olds.get("owner")
-        hostops.install(_run(news), spec, check_networks=networks_changed, adopt=adopt)
+        hostops.install(
+            _run(news),
+            spec,
+            check_networks=networks_changed,
+            adopt=adopt,
+            enabled=news.get("enabled") is not False,
+            log=_report(news),
+        )
         outs = outputs(news)
         outs.update(healthy=True, health={})
         return UpdateResult(outs)
@@ -266,17 +290,22 @@ class DockyardInstanceProvider(ResourceProvider):
         # Members as found on the host (declared order kept when nothing drifted).
         if sorted(state.members) != sorted(spec.members):
             outs["members"] = sorted(state.members)
-        health = state.health(spec)
+        health = state.health(spec, enabled=props.get("enabled") is not False)
         outs.update(healthy=not health["problems"], health=health)
         return ReadResult(id_, outs)
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         spec = InstanceSpec.from_props(props)
-        for kept in hostops.remove(_run(props), spec):
+        for kept in hostops.remove(_run(props), spec, log=_report(props)):
             pulumi.log.warn(f"DockyardInstance {props.get('hostName')}/{spec.prefix}: {kept}")
 
 
-class DockyardInstance(pulumi.dynamic.Resource):
+# The type instances had before they were named: kept as an alias, so state made then maps
+# onto the named type without a replace.
+UNNAMED_DYNAMIC_TYPE = "pulumi-python:dynamic:Resource"
+
+
+class DockyardInstance(pulumi.dynamic.Resource, module="dockyard", name="DockyardInstance"):
     """One isolated Docker daemon; see docs/instances.md for inputs and outputs."""
 
     socketPath: pulumi.Output[str]
@@ -290,25 +319,56 @@ class DockyardInstance(pulumi.dynamic.Resource):
 
     def __init__(
         self,
-        name: str,
-        props: dict[str, Any],
+        resource_name: str,
+        *,
+        owner: pulumi.Input[str],
+        connection: pulumi.Input[Mapping[str, Any]],
+        host_name: pulumi.Input[str],
+        docker_dir: pulumi.Input[str],
+        sysbox_dir: pulumi.Input[str],
+        prefix: pulumi.Input[str],
+        root: pulumi.Input[str],
+        bridge_cidr: pulumi.Input[str],
+        fixed_cidr: pulumi.Input[str],
+        pool_base: pulumi.Input[str],
+        pool_size: pulumi.Input[int],
+        members: pulumi.Input[list[str]] | None = None,
+        network_isolation: pulumi.Input[bool] | None = None,
+        enabled: pulumi.Input[bool] | None = None,
+        docker_sha256: pulumi.Input[str] | None = None,
+        sysbox_sha256: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        secret_opts = pulumi.ResourceOptions(additional_secret_outputs=["connection"])
-        outputs_ = {
-            "socketPath": None,
-            "dockerHost": None,
-            "group": None,
-            "serviceName": None,
-            "bridgeName": None,
-            "networks": None,
-            "sshForward": None,
-            "healthy": None,
-            "health": None,
+        props: dict[str, Any] = {
+            "owner": owner,
+            "connection": connection,
+            "hostName": host_name,
+            "dockerDir": docker_dir,
+            "sysboxDir": sysbox_dir,
+            "dockerSha256": docker_sha256,
+            "sysboxSha256": sysbox_sha256,
+            "prefix": prefix,
+            "root": root,
+            "bridgeCidr": bridge_cidr,
+            "fixedCidr": fixed_cidr,
+            "poolBase": pool_base,
+            "poolSize": pool_size,
+            "members": members or [],
+            "networkIsolation": network_isolation,
+            "enabled": enabled,
         }
+        for out in (
+            "socketPath", "dockerHost", "group", "serviceName", "bridgeName", "networks",
+            "sshForward", "healthy", "health",
+        ):  # fmt: skip
+            props[out] = None
+        defaults = pulumi.ResourceOptions(
+            additional_secret_outputs=["connection"],
+            aliases=[pulumi.Alias(type_=UNNAMED_DYNAMIC_TYPE)],
+        )
         super().__init__(
             DockyardInstanceProvider(),
-            name,
-            {**outputs_, **props},
-            pulumi.ResourceOptions.merge(secret_opts, opts),
+            resource_name,
+            props,
+            pulumi.ResourceOptions.merge(defaults, opts),
         )

@@ -26,7 +26,7 @@ from dockyard_resources.config.networks import (
     Requested,
     plan_host_networks,
 )
-from dockyard_resources.config.spec import InstanceSpec
+from dockyard_resources.config.spec import ResolvedInstance
 from dockyard_resources.providers.inputs import has_unknown, normal, whole_number
 
 INPUT_KEYS: Final = ("hostName", "instances")
@@ -35,7 +35,7 @@ DIFF_KEYS: Final = ("hostName", "instances", "allocation")
 _ENTRY_KEYS: Final = ("prefix", *NETWORK_KEYS)
 
 
-def requested_props(spec: InstanceSpec) -> dict[str, Any]:
+def requested_props(spec: ResolvedInstance) -> dict[str, Any]:
     """`{prefix, <network keys written in the stack file>}`: one entry of `instances`."""
     props = spec.props()
     return {

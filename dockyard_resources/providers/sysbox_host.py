@@ -21,6 +21,7 @@ from dockyard_resources.hostops import sysbox_host as ops
 from dockyard_resources.providers import quiet_errors
 from dockyard_resources.providers.inputs import checked, connection_problems, normal
 from dockyard_resources.providers.inputs import has_unknown as _unknown
+from dockyard_resources.providers.progress import Report, reporter
 from dockyard_resources.render import sysbox_host as render
 from dockyard_resources.transport import SshTarget
 
@@ -215,37 +216,37 @@ def _outputs(inputs: Mapping[str, Any], outcome: ops.InstallOutcome) -> dict[str
     }
 
 
-def _log(message: str) -> None:
-    pulumi.log.info(message)
+def _report(props: Mapping[str, Any]) -> Report:
+    return reporter("SysboxHost", props.get("hostName"))
 
 
 class SysboxHostProvider(dyn.ResourceProvider):
     serialize_as_secret_always = True
 
-    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> dyn.CheckResult:
-        failures = [dyn.CheckFailure(p, r) for p, r in check_props(_olds, news)]
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> dyn.CheckResult:
+        failures = [dyn.CheckFailure(p, r) for p, r in check_props(olds, news)]
         return dyn.CheckResult(_normalized(news), failures)
 
-    def diff(self, _id: str, _olds: dict[str, Any], _news: dict[str, Any]) -> dyn.DiffResult:
-        changed, replaces = diff_props(_olds, _news)
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dyn.DiffResult:
+        changed, replaces = diff_props(olds, news)
         restart = sysbox_restart_problem(
-            _olds.get("sysbox"), _news.get("sysbox"), _news.get("allowSysboxRestart"),
-            _olds.get("arch"),
+            olds.get("sysbox"), news.get("sysbox"), news.get("allowSysboxRestart"),
+            olds.get("arch"),
         )  # fmt: skip
         if restart and not replaces:
-            raise InputError(f"SysboxHost {_olds.get('hostName')}: {restart}")
+            raise InputError(f"SysboxHost {olds.get('hostName')}: {restart}")
         if changed:
             how = "replace" if replaces else "update in place"
-            _log(f"SysboxHost {_news.get('hostName')}: {how}; changed: {', '.join(changed)}")
+            _report(news)(f"{how}; changed: {', '.join(changed)}")
         return dyn.DiffResult(
             changes=bool(changed), replaces=replaces, delete_before_replace=bool(replaces)
         )
 
     def _install(self, inputs: Mapping[str, Any], pin: str | None) -> dict[str, Any]:
         request = ops.HostRequest.from_props(inputs)
-        outcome = ops.install(_target(inputs["connection"], pin), request, _log)
-        summary = "; ".join(outcome.actions) if outcome.actions else "nothing to change"
-        _log(f"SysboxHost {request.host_name}: {summary}")
+        report = _report(inputs)
+        outcome = ops.install(_target(inputs["connection"], pin), request, report)
+        report("done" if outcome.actions else "nothing to change")
         return _outputs(inputs, outcome)
 
     def create(self, props: dict[str, Any]) -> dyn.CreateResult:
@@ -254,14 +255,14 @@ class SysboxHostProvider(dyn.ResourceProvider):
         port = int(conn.get("port") or 22)
         return dyn.CreateResult(f"{outs['hostName']}@{conn['host']}:{port}", outs)
 
-    def update(self, _id: str, _olds: dict[str, Any], _news: dict[str, Any]) -> dyn.UpdateResult:
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dyn.UpdateResult:
         restart = sysbox_restart_problem(
-            _olds.get("sysbox"), _news.get("sysbox"), _news.get("allowSysboxRestart"),
-            _olds.get("arch"),
+            olds.get("sysbox"), news.get("sysbox"), news.get("allowSysboxRestart"),
+            olds.get("arch"),
         )  # fmt: skip
         if restart:
-            raise InputError(f"SysboxHost {_olds.get('hostName')}: {restart}")
-        return dyn.UpdateResult(self._install(_news, _olds.get("hostKey")))
+            raise InputError(f"SysboxHost {olds.get('hostName')}: {restart}")
+        return dyn.UpdateResult(self._install(news, olds.get("hostKey")))
 
     def read(self, id_: str, props: dict[str, Any]) -> dyn.ReadResult:
         request = ops.HostRequest.from_props(props)
@@ -284,13 +285,13 @@ class SysboxHostProvider(dyn.ResourceProvider):
             drift=drift,
         )
         if drift:
-            _log(f"SysboxHost {request.host_name} drifted: {'; '.join(drift)}")
+            _report(props)(f"drifted: {'; '.join(drift)}")
         return dyn.ReadResult(id_, outs)
 
-    def delete(self, _id: str, _props: dict[str, Any]) -> None:
-        name = _props.get("hostName")
-        target = _target(_props["connection"], _props.get("hostKey"))
-        outcome = ops.remove(target, str(_props.get("owner") or ""), _log)
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        name = props.get("hostName")
+        target = _target(props["connection"], props.get("hostKey"))
+        outcome = ops.remove(target, str(props.get("owner") or ""), _report(props))
         if outcome.kept_for:
             pulumi.log.warn(
                 f"SysboxHost {name}: kept Docker, sysbox and dockyard-sysbox.service on the host "
@@ -302,7 +303,7 @@ class SysboxHostProvider(dyn.ResourceProvider):
                 f"because other SysboxHosts use it: {', '.join(outcome.other_owners)}"
             )
         elif not outcome.actions:
-            _log(f"SysboxHost {name}: nothing left to remove")
+            _report(props)("nothing left to remove")
 
 
 class SysboxHost(dyn.Resource, module="dockyard", name="SysboxHost"):

@@ -1,11 +1,34 @@
-"""Shared pieces of every host-side script: strict bash, PATH, the host lock."""
+"""Shared pieces of every host-side script: strict bash, PATH, the host lock, templates.
+
+Host-side text (scripts, unit files, configs) lives as Jinja2 templates in `templates/`
+next to this module, one file each, loaded through the one environment `template_env()`.
+
+Quoting rule, applied in every template: a value that is not a constant of the code (a
+path, prefix, owner, URL, version or sha256 that came from the user's config, or anything
+derived from one) goes through the `q` filter (shell quoting) or reaches the script as an
+argument or environment variable; it is never spliced raw into shell. The `q` filter makes
+a value one word, so it belongs only where the shell reads words: not inside a "..." string
+(a quoted value there ends the string) nor in a comment.
+Where a value lands somewhere else - a systemd unit, a TOML string, a "..." message or a
+comment of a script - the template says why it is safe there, in a `{# ... #}` comment next
+to it or in its header: the config layer and the providers' checks (`config/values.py`)
+admit only a charset (no whitespace, quotes, `$`, `%`, backslash or newline) that needs no
+quoting in that spot.
+"""
 
 from __future__ import annotations
 
+import functools
 import shlex
 from collections.abc import Iterable
+from pathlib import Path
 
 import jinja2
+
+from dockyard_resources.render.layout import SYSTEM_PATH
+
+# The templates ship inside the package and are read from the checkout at run time.
+TEMPLATES_DIR = Path(__file__).parent / "templates"
 
 # One lock file for every Dockyard operation on a host: useradd, daemon-reload,
 # iptables, apt and the shared sysbox service must never race between resources.
@@ -13,10 +36,10 @@ HOST_LOCK = "/run/dockyard.lock"
 # Waiting longer than this for another operation means something is stuck.
 HOST_LOCK_TIMEOUT_S = 900
 
-_PREAMBLE = """\
+_PREAMBLE = f"""\
 set -euo pipefail
 export LC_ALL=C
-export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export PATH={SYSTEM_PATH}
 """
 
 _LOCK = f"""\
@@ -42,9 +65,13 @@ def quote_all(values: Iterable[object]) -> str:
     return " ".join(quote(v) for v in values)
 
 
+@functools.cache
 def template_env() -> jinja2.Environment:
-    """A jinja2 environment that fails on undefined names and knows `q` (shell quote)."""
+    """The one jinja2 environment of the host-side templates: loads `templates/`, fails on
+    undefined names, keeps the trailing newline, drops the newline after a block tag and
+    knows `q` (shell quote)."""
     env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,  # noqa: S701 - renders shell scripts and unit files, not HTML
@@ -53,3 +80,8 @@ def template_env() -> jinja2.Environment:
     )
     env.filters["q"] = quote
     return env
+
+
+def render(name: str, /, **context: object) -> str:
+    """Render the template `name` (a path below `templates/`) with `context`."""
+    return template_env().get_template(name).render(**context)

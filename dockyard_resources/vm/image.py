@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -180,6 +180,25 @@ def _run(step: str, argv: list[str], *, log: bool) -> str:
     return proc.stdout
 
 
+def debootstrap(
+    suite: str, rootfs: Path, packages: Sequence[str], *, cache_root: Path, log: bool
+) -> None:
+    """A minbase Debian `suite` with `packages` in `rootfs`, from MIRROR. The .debs are kept
+    in `cache_root`/apt-cache/`suite`, shared by every image built there."""
+    apt_cache = cache_root / "apt-cache" / suite
+    apt_cache.mkdir(parents=True, exist_ok=True)
+    _run(
+        "debootstrap",
+        [
+            *("nice", "-n", "10", "debootstrap", "--variant=minbase"),
+            f"--include={','.join(packages)}",
+            f"--cache-dir={apt_cache}",
+            *(suite, str(rootfs), MIRROR),
+        ],
+        log=log,
+    )
+
+
 def _build(suite: str, key: str, final: Path, *, log: bool) -> None:
     if os.geteuid() != 0:
         raise ImageBuildError("building the VM image needs root (debootstrap, chroot)")
@@ -192,24 +211,7 @@ def _build(suite: str, key: str, final: Path, *, log: bool) -> None:
     started = time.monotonic()
     try:
         rootfs = work / "rootfs"
-        apt_cache = final.parent / "apt-cache" / suite
-        apt_cache.mkdir(parents=True, exist_ok=True)
-        _run(
-            "debootstrap",
-            [
-                "nice",
-                "-n",
-                "10",
-                "debootstrap",
-                "--variant=minbase",
-                f"--include={','.join(package_list(suite))}",
-                f"--cache-dir={apt_cache}",
-                suite,
-                str(rootfs),
-                MIRROR,
-            ],
-            log=log,
-        )
+        debootstrap(suite, rootfs, package_list(suite), cache_root=final.parent, log=log)
         debootstrap_s = time.monotonic() - started
         script = rootfs / "tmp" / "dockyard-config.sh"
         script.write_text(guest_config_script())

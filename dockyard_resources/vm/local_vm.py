@@ -23,16 +23,18 @@ from pulumi.dynamic import (
     ResourceProvider,
 )
 
+from dockyard_resources.config.models import QEMU_DEFAULTS, QEMU_LIMITS
 from dockyard_resources.providers import quiet_errors
 from dockyard_resources.providers.inputs import is_unknown, whole_number
+from dockyard_resources.providers.progress import reporter
 from dockyard_resources.vm import image, keys, runner
 
 quiet_errors.install()
 
 VM_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 INPUT_KEYS = ("vmName", "memoryMb", "cpus", "diskGb", "suite")
-DEFAULTS: dict[str, Any] = {"memoryMb": 2048, "cpus": 2, "diskGb": 10, "suite": image.DEFAULT_SUITE}
-LIMITS = {"memoryMb": (512, 1048576), "cpus": (1, 256), "diskGb": (4, 4096)}
+DEFAULTS: dict[str, Any] = {**QEMU_DEFAULTS, "suite": image.DEFAULT_SUITE}
+LIMITS = QEMU_LIMITS
 SECRET_OUTPUTS = ["privateKey"]
 
 
@@ -104,7 +106,7 @@ class LocalVmProvider(ResourceProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         spec = spec_from_props(props)
-        vm = runner.launch(spec)
+        vm = runner.launch(spec, log=reporter("LocalVm", spec.name))
         return CreateResult(spec.name, outputs_for(vm, props))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
@@ -122,7 +124,11 @@ def _unknown(value: Any) -> bool:
     return value is None or is_unknown(value)
 
 
-class LocalVm(Resource):
+# The type VMs had before they were named: kept as an alias (no replace of a running VM).
+UNNAMED_DYNAMIC_TYPE = "pulumi-python:dynamic:Resource"
+
+
+class LocalVm(Resource, module="dockyard", name="LocalVm"):
     """A Debian VM under QEMU on this machine, reachable over SSH on 127.0.0.1:<port>."""
 
     host: pulumi.Output[str]
@@ -160,12 +166,15 @@ class LocalVm(Resource):
             "pid": None,
             "overlayPath": None,
         }
-        secret_opts = pulumi.ResourceOptions(additional_secret_outputs=SECRET_OUTPUTS)
+        defaults = pulumi.ResourceOptions(
+            additional_secret_outputs=SECRET_OUTPUTS,
+            aliases=[pulumi.Alias(type_=UNNAMED_DYNAMIC_TYPE)],
+        )
         super().__init__(
             LocalVmProvider(),
             resource_name,
             props,
-            pulumi.ResourceOptions.merge(opts, secret_opts),
+            pulumi.ResourceOptions.merge(defaults, opts),
         )
 
     def connection(self) -> pulumi.Output[dict[str, Any]]:

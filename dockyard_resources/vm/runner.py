@@ -22,6 +22,7 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -448,12 +449,22 @@ def vm_for(name: str) -> Vm:
     return Vm(vms_dir() / name)
 
 
-def launch(spec: VmSpec, *, deadline: float = BOOT_DEADLINE) -> Vm:
+def _quiet(_message: str) -> None:
+    return None
+
+
+def launch(
+    spec: VmSpec, *, deadline: float = BOOT_DEADLINE, log: Callable[[str], None] = _quiet
+) -> Vm:
     """Prepare (or reuse) the VM named `spec.name`, boot it and wait for SSH."""
     vm = vm_for(spec.name)
+    log(f"image for {spec.suite} (built once and cached; the first build takes minutes)")
     vm.prepare(spec)
+    log(f"booting QEMU ({spec.cpus} cpu, {spec.memory_mb} MB)")
     vm.start()
-    vm.wait_for_ssh(deadline=deadline)
+    log(f"waiting for SSH on 127.0.0.1:{vm.port} (up to {deadline:.0f} s under emulation)")
+    boot_id = vm.wait_for_ssh(deadline=deadline)
+    log(f"SSH answers with the pinned host key (boot {boot_id[:8]})")
     return vm
 
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.acceptance.stack import DeployedStack, Host, stack_from_options
+from dockyard_resources.operate.deployed import DeployedStack, Host, open_stack
+from tests.acceptance.stack import shell_of
 
 _TIMES: list[tuple[str, float, str]] = []
 _STARTED = time.monotonic()
@@ -60,7 +61,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def deployed(pytestconfig: pytest.Config) -> DeployedStack:
-    return stack_from_options(
+    return open_stack(
         str(pytestconfig.getoption("--stack")), pytestconfig.getoption("--project-dir")
     )
 
@@ -97,7 +98,7 @@ def _evidence(host: Host) -> str:
             f"tail -n 15 {shlex.quote(inst.root + '/log/dockerd.log')} 2>&1",
             f"iptables -w -S 2>&1 | grep -F {shlex.quote(inst.tag + ' ')} || true",
         ]
-    code, out = host.shell.run("\n".join(parts))
+    code, out = shell_of(host).run("\n".join(parts))
     return out if code == 0 else f"(evidence script exited {code})\n{out}"
 
 

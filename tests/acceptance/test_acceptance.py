@@ -12,23 +12,33 @@ from __future__ import annotations
 import base64
 import http.server
 import itertools
+import json
 import re
 import shlex
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from dockyard_resources.operate.deployed import DeployedStack, Host, Instance
 from dockyard_resources.providers.instance import DockyardInstanceProvider
+from dockyard_resources.render.layout import SYSBOX_SERVICE
 from dockyard_resources.transport import SshTarget, close_all, session
-from tests.acceptance.stack import DeployedStack, Host, Instance
+from tests.acceptance.stack import destroy_targets, shell_of
 from tests.hosts.checks import Group, IptablesRules, Service, Socket, SshShell, dockyard_traces
 from tools.testimage import busybox_image, dind_image
 
-SYSBOX_UNIT = "dockyard-sysbox.service"
+SYSBOX_UNIT = SYSBOX_SERVICE
 SYSBOX_DATA_ROOT = "/var/lib/dockyard-sysbox"
 PULLED_DIND = "docker:26.1-dind"
 PULLED_BUSYBOX = "busybox:1.36"
@@ -79,7 +89,7 @@ def roles(host: Host) -> Roles:
 
 @pytest.fixture(scope="module")
 def sh(host: Host) -> SshShell:
-    return host.shell
+    return shell_of(host)
 
 
 @pytest.fixture(scope="module")
@@ -402,6 +412,127 @@ def test_instances_cannot_reach_each_others_containers(
         sh.out(b.docker(f"rm -f {server}"))
 
 
+# --- day-2 commands: status, tunnel, logs, parking an instance -------------------------
+
+
+def dockyard(
+    deployed: DeployedStack, *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`python -m dockyard_resources ARGS --stack <this stack>` as a user runs it."""
+    argv = [
+        sys.executable, "-m", "dockyard_resources", *args,
+        "--stack", deployed.name, "--project-dir", str(deployed.project_dir),
+    ]  # fmt: skip
+    return subprocess.run(
+        argv, env=deployed.env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def test_status_shows_every_host_and_instance(deployed: DeployedStack, host: Host) -> None:
+    shown = dockyard(deployed, "status", "--json")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    (seen,) = [h for h in json.loads(shown.stdout) if h["name"] == host.name]
+    assert seen["reachable"] and seen["sysbox_service"] == "active"
+    assert seen["sysbox_version"].startswith(host.sysbox_version), seen
+    assert [i["prefix"] for i in seen["instances"]] == [i.prefix for i in host.instances]
+    for inst in seen["instances"]:
+        assert inst["active"] == "active" and inst["hints"] == [], inst
+        assert inst["docker_version"] == host.docker_version
+    table = dockyard(deployed, "status")
+    assert all(i.prefix in table.stdout for i in host.instances), table.stdout
+
+
+def test_tunnel_reaches_an_instances_docker_from_this_machine(
+    deployed: DeployedStack, host: Host, roles: Roles, tmp_path: Path
+) -> None:
+    sock = tmp_path / "dy.sock"
+    argv = [
+        sys.executable, "-m", "dockyard_resources", "tunnel", f"{host.name}/{roles.b.prefix}",
+        "--socket", str(sock), "--stack", deployed.name,
+        "--project-dir", str(deployed.project_dir),
+    ]  # fmt: skip
+    proc = subprocess.Popen(argv, env=deployed.env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline().strip()
+        assert first == f"export DOCKER_HOST=unix://{sock}", first
+        assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+        assert server_version_through(sock) == host.docker_version
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    assert not sock.exists(), "Ctrl-C closes the tunnel and removes its socket"
+
+
+def server_version_through(sock: Path) -> str:
+    """`docker version` against the socket (the API directly when no docker CLI is here)."""
+    docker = shutil.which("docker")
+    if docker:
+        return subprocess.run(
+            [docker, "-H", f"unix://{sock}", "version", "--format", "{{.Server.Version}}"],
+            capture_output=True, text=True, check=True, timeout=60,
+        ).stdout.strip()  # fmt: skip
+    with socket.socket(socket.AF_UNIX) as client:
+        client.settimeout(60)
+        client.connect(str(sock))
+        client.sendall(b"GET /version HTTP/1.0\r\nHost: docker\r\n\r\n")
+        reply = b"".join(iter(lambda: client.recv(65536), b""))
+    return str(json.loads(reply.split(b"\r\n\r\n", 1)[1])["Version"])
+
+
+def test_logs_show_the_journal_and_the_daemons(
+    deployed: DeployedStack, host: Host, roles: Roles
+) -> None:
+    shown = dockyard(deployed, "logs", f"{host.name}/{roles.b.prefix}", "--lines", "200")
+    assert shown.returncode == 0, shown.stderr
+    assert f"==> journal of {roles.b.service_name}" in shown.stdout
+    assert "API listen on" in shown.stdout, shown.stdout[-3000:]  # dockerd.log
+    missing = dockyard(deployed, "logs", f"{host.name}/nope_")
+    assert missing.returncode == 1 and "has no instance 'nope_'" in missing.stderr
+
+
+def _instance_path(deployed: DeployedStack, host: Host, inst: Instance) -> str:
+    hosts = json.loads(deployed.pulumi("config", "get", "dockyard:hosts", "--json").stdout)
+    value = json.loads(hosts["value"]) if isinstance(hosts, dict) else hosts
+    i = next(n for n, h in enumerate(value) if h["name"] == host.name)
+    j = next(n for n, x in enumerate(value[i]["instances"]) if x["prefix"] == inst.prefix)
+    return f"dockyard:hosts[{i}].instances[{j}].enabled"
+
+
+def test_parking_an_instance_keeps_its_data_and_brings_it_back(
+    destructive: None, deployed: DeployedStack, host: Host, roles: Roles, sh: SshShell, image: str
+) -> None:
+    c = roles.c
+    name = unique("parked")
+    sh.out(
+        c.docker(
+            f"run -d --name {name} --restart always -v accdata:/data {image}"
+            " sh -c 'echo kept > /data/f && exec sleep 100000'"
+        )
+    )
+    key = _instance_path(deployed, host, c)
+    deployed.pulumi("config", "set", "--path", key, "false")
+    try:
+        preview = json.loads(deployed.pulumi("preview", "--json").stdout)
+        assert preview["changeSummary"].get("update") == 1, preview["changeSummary"]
+        assert [x["urn"] for x in preview["steps"] if x["op"] == "update"] == [c.urn]
+        deployed.pulumi("up", "--yes", "--skip-preview")
+        parked = Service.of(sh, c.service_name)
+        assert parked.unit_file_exists and not parked.active and not parked.enabled, parked
+        assert Group.of(sh, c.group).exists and sh.ok(f"test -d {c.root}/lib/docker/volumes")
+        assert IptablesRules.of(sh).tagged(c.tag) == []
+    finally:
+        deployed.pulumi("config", "set", "--path", key, "true")
+        deployed.pulumi("up", "--yes", "--skip-preview")
+    assert Service.of(sh, c.service_name).active
+    wait_until(
+        lambda: name in sh.out(c.docker("ps --format '{{.Names}}'")).split(),
+        f"{name} (--restart always) running again after enabled: true",
+    )
+    assert sh.out(c.docker(f"run --rm -v accdata:/data {image} cat /data/f")) == "kept"
+    deployed.pulumi("config", "rm", "--path", key)
+
+
 # --- stop/start ------------------------------------------------------------------------
 
 
@@ -444,7 +575,7 @@ def test_destroy_under_load_twice_leaves_the_others_healthy(
     load = unique("load")
     sh.out(a.docker(f"run -d --name {load} {image} sh -c 'while :; do :; done'"))
     state = deployed.resource_state(a.urn)
-    first = deployed.destroy_targets([a.urn])
+    first = destroy_targets(deployed, [a.urn])
     assert first.change_summary == {"delete": 1}, first.describe()
     _no_trace(sh, a)
     # Pulumi refuses a second targeted destroy of a resource its state no longer has; the
@@ -505,10 +636,10 @@ def test_full_destroy_leaves_no_trace(
     """Every instance and SysboxHost destroyed (machines stay so they can be inspected)."""
     wanted = {inst.urn for h in hosts for inst in h.instances} | {h.sysbox_urn for h in hosts}
     present = [str(r["urn"]) for r in deployed.resources() if r["urn"] in wanted]
-    destroyed = deployed.destroy_targets(present)
+    destroyed = destroy_targets(deployed, present)
     assert destroyed.change_summary == {"delete": len(present)}, destroyed.describe()
     for h in hosts:
         prefixes = [inst.prefix for inst in h.instances]
         roots = [inst.root for inst in h.instances]
-        traces = dockyard_traces(h.shell, prefixes, roots)
+        traces = dockyard_traces(shell_of(h), prefixes, roots)
         assert traces == [], f"{h.name}: {traces}"

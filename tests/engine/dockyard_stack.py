@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from dockyard_resources.operate.deployed import unwrap_secrets
 from tests.fixtures.pulumi_cli import REPO_ROOT, PulumiCli
 
 VENV = REPO_ROOT / ".venv"
@@ -212,16 +213,3 @@ class DockyardStack:
 
 
 # Marks a secret value in a checkpoint.
-SECRET_SIG = "4dabf18193072939515e22adb298388d"
-
-
-def unwrap_secrets(value: Any) -> Any:
-    """Replace `{SECRET_SIG: ..., "plaintext": "<json>"}` (an export with --show-secrets)
-    by the decoded value."""
-    if isinstance(value, dict):
-        if SECRET_SIG in value and "plaintext" in value:
-            return unwrap_secrets(json.loads(value["plaintext"]))
-        return {k: unwrap_secrets(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [unwrap_secrets(v) for v in value]
-    return value

@@ -11,6 +11,8 @@ import shlex
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from dockyard_resources.render import sysbox_host as sysbox_layout
+from dockyard_resources.render.layout import INSTANCE_MARKER
 from dockyard_resources.transport import SshTarget, session
 
 
@@ -78,8 +80,12 @@ class File:
 
     @classmethod
     def of(cls, sh: Shell, path: str) -> File:
-        code, out = sh.run(f"stat -c '%F|%U|%G|%a' {shlex.quote(path)}")
+        q = shlex.quote(path)
+        # Absent only when the path truly does not exist; a failing stat is an error.
+        code, out = sh.run(f"if [ -e {q} ] || [ -L {q} ]; then stat -c '%F|%U|%G|%a' {q}; fi")
         if code != 0:
+            raise AssertionError(f"could not stat {path} ({code}): {out}")
+        if not out.strip():
             return cls(path, False, "", "", "", 0)
         kind, owner, group, mode = out.strip().split("|")
         return cls(path, True, kind, owner, group, int(mode, 8))
@@ -101,10 +107,14 @@ class IptablesRules:
 
     @classmethod
     def of(cls, sh: Shell) -> IptablesRules:
-        _, out = sh.run(
+        code, out = sh.run(
+            "set -o pipefail\n"
             "iptables -w -t filter -S FORWARD | sed 's/^/filter /'\n"
             "iptables -w -t nat -S POSTROUTING | sed 's/^/nat /'\n"
         )
+        # An empty listing must mean "no rules", never "iptables failed".
+        if code != 0:
+            raise AssertionError(f"iptables could not list the rules ({code}): {out}")
         return cls(tuple(line for line in out.splitlines() if line.strip()))
 
     def tagged(self, tag: str) -> list[str]:
@@ -151,8 +161,14 @@ class Link:
 
     @classmethod
     def of(cls, sh: Shell, name: str) -> Link:
-        code, out = sh.run(f"ip -o -4 addr show dev {shlex.quote(name)}")
+        q = shlex.quote(name)
+        code, out = sh.run(
+            f"if [ -e /sys/class/net/{q} ]; then ip -o -4 addr show dev {q}; else echo absent; fi"
+        )
+        # Absent only when the kernel has no such link; a failing `ip` is an error.
         if code != 0:
+            raise AssertionError(f"could not read link {name} ({code}): {out}")
+        if out.strip() == "absent":
             return cls(name, False, ())
         addrs = tuple(line.split()[3] for line in out.splitlines() if " inet " in line)
         return cls(name, True, addrs)
@@ -160,15 +176,14 @@ class Link:
 
 # Everything the shared layer puts on a host (agreed host layout, docs/sysbox-host.md).
 SHARED_PATHS = (
-    "/usr/local/lib/dockyard",
-    "/var/lib/dockyard-sysbox",
-    "/var/log/dockyard-sysbox",
-    "/var/cache/dockyard",
-    "/run/sysbox",
-    "/etc/systemd/system/dockyard-sysbox.service",
-    "/etc/sysctl.d/99-dockyard-sysbox.conf",
+    sysbox_layout.LIB_ROOT,
+    sysbox_layout.DATA_DIR,
+    sysbox_layout.LOG_DIR,
+    sysbox_layout.CACHE_DIR.rsplit("/", 1)[0],
+    sysbox_layout.RUN_DIR,
+    sysbox_layout.UNIT_PATH,
+    sysbox_layout.SYSCTL_PATH,
 )
-INSTANCE_MARKER = "# dockyard-instance: "
 
 
 def dockyard_traces(

@@ -34,7 +34,7 @@ import pytest
 from dockyard_resources.providers.instance import DockyardInstanceProvider
 from dockyard_resources.render.instance import InstanceSpec
 from dockyard_resources.transport import session
-from tests.fixtures.vm import TestHost, booted_vm
+from tests.fixtures.vm import TestHost
 from tests.hosts.checks import IptablesRules, SshShell
 from tests.hosts.test_instances import _connection, _install_sysbox_host, _props
 from tools.testbed.artifacts import TestbedArtifacts
@@ -82,22 +82,6 @@ class Box:
     @property
     def url(self) -> str:
         return f"http://{self.ip}:{PORT}/"
-
-
-@pytest.fixture(scope="module")
-def host() -> Iterator[TestHost]:
-    with booted_vm() as booted:
-        yield booted
-
-
-@pytest.fixture(scope="module")
-def sh(host: TestHost) -> SshShell:
-    return SshShell(host.target)
-
-
-@pytest.fixture(scope="module")
-def provider() -> DockyardInstanceProvider:
-    return DockyardInstanceProvider()
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,6 @@ import pytest
 
 from dockyard_resources.hostops import artifacts
 from dockyard_resources.hostops import sysbox_host as ops
-from dockyard_resources.providers import sysbox_host as provider_module
 from dockyard_resources.providers.sysbox_host import SysboxHostProvider, diff_props
 from dockyard_resources.render import sysbox_host as r
 from dockyard_resources.render.common import HOST_LOCK
@@ -159,7 +158,7 @@ class Logs:
 @pytest.fixture
 def logs(monkeypatch: pytest.MonkeyPatch) -> Logs:
     captured = Logs()
-    monkeypatch.setattr(provider_module, "_log", captured.infos.append)
+    monkeypatch.setattr(pulumi.log, "info", lambda msg, *_a, **_k: captured.infos.append(msg))
     monkeypatch.setattr(pulumi.log, "warn", lambda msg, *_a, **_k: captured.warnings.append(msg))
     return captured
 

@@ -17,7 +17,7 @@ STACKS = Path(__file__).resolve().parents[2] / "stacks"
     [
         ("Pulumi.hcloud.example.yaml", {"hcloud:index/server:Server", "command:remote:Command"}),
         ("Pulumi.aws.example.yaml", {"aws:ec2/instance:Instance", "command:remote:Command"}),
-        ("Pulumi.local.yaml", {"pulumi-python:dynamic:Resource"}),
+        ("Pulumi.local.yaml", {"pulumi-python:dynamic/dockyard:LocalVm"}),
     ],
 )
 def test_stack_file_builds_hosts_sysbox_and_instances(

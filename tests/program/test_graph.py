@@ -64,6 +64,8 @@ def test_one_host_groups_sysbox_and_instances_under_its_component() -> None:
     assert run.named("build-1-sysbox").type == SYSBOX_TYPE
     assert run.named("build-1-networks").type == ALLOCATION_TYPE
     assert [r.name for r in run.dynamic("DockyardInstance")] == ["build-1-dy1_", "build-1-dy2_"]
+    # Every resource is named in the preview, not `pulumi-python:dynamic:Resource`.
+    assert run.named("build-1-dy1_").type == "pulumi-python:dynamic/dockyard:DockyardInstance"
     # An existing machine needs nothing provisioned: no VM, no cloud resources.
     assert len(run.registrations) == 5
 

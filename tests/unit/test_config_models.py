@@ -27,7 +27,7 @@ def test_minimal_host_gets_defaults() -> None:
     assert spec.name == "build-1"
     assert spec.path == "hosts[0]"
     assert isinstance(spec.provision, ExistingProvision)
-    assert spec.provision.port == 22
+    assert spec.provision.port is None and spec.provision.ssh_port == 22
     assert spec.provision.user == "root"
     assert spec.provision.host_key is None
     assert spec.artifacts == "download"
@@ -75,12 +75,27 @@ def test_duplicate_host_names() -> None:
     )
 
 
+def test_ssh_config_alias_leaves_port_to_the_ssh_config() -> None:
+    [spec] = validate_hosts(
+        [host(provision={"kind": "existing", "address": "build-box", "sshConfig": True})]
+    )
+    assert isinstance(spec.provision, ExistingProvision)
+    props = spec.provision.connection_props()
+    assert props["sshConfig"] is True and "port" not in props
+    assert props["host"] == "build-box"
+    [pinned] = validate_hosts(
+        [host(provision={"kind": "existing", "address": "b", "sshConfig": True, "port": 2222})]
+    )
+    assert isinstance(pinned.provision, ExistingProvision)
+    assert pinned.provision.connection_props()["port"] == 2222
+
+
 def test_unknown_key_suggests_the_right_one() -> None:
     raw = host()
     raw["provision"]["prot"] = 2222
     assert only_error([raw]) == (
         "hosts[0].provision.prot: unknown key; did you mean 'port'?"
-        " (known keys here: kind, address, port, user, hostKey, connectTimeout)"
+        " (known keys here: kind, address, port, user, hostKey, connectTimeout, sshConfig)"
     )
 
 
@@ -267,6 +282,7 @@ def test_prefix_rejected(prefix: str) -> None:
         ("/etc/dockyard", "'/etc/dockyard' is inside /etc"),
         ("/usr/local/dy", "'/usr/local/dy' is inside /usr"),
         ("/proc/x", "is inside /proc"),
+        ("/dev/shm/dy1", "is inside /dev"),
         ("/run/dy1", "is inside /run"),
         ("/boot/x", "is inside /boot"),
         ("/var/lib/docker/x", "is inside /var/lib/docker"),

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dockyard_resources.config import ConfigError, InstanceSpec, validate_hosts
+from dockyard_resources.config import ConfigError, ResolvedInstance, validate_hosts
 from tests.unit.config_builders import host, instance
 
 DOCKER_DEFAULT_BRIDGE = ipaddress.IPv4Network("172.17.0.0/16")
@@ -21,12 +21,12 @@ def errors_of(raw_hosts: Any) -> list[str]:
     return caught.value.errors
 
 
-def instances_of(*raw_instances: dict[str, Any]) -> tuple[InstanceSpec, ...]:
+def instances_of(*raw_instances: dict[str, Any]) -> tuple[ResolvedInstance, ...]:
     [spec] = validate_hosts([host(instances=list(raw_instances))])
     return spec.instances
 
 
-def claimed(spec: InstanceSpec) -> list[ipaddress.IPv4Network]:
+def claimed(spec: ResolvedInstance) -> list[ipaddress.IPv4Network]:
     return [spec.bridge_cidr.network, spec.fixed_cidr, spec.pool_base]
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from dockyard_resources.hostops import instance as hostops
 from dockyard_resources.render import instance as render
+from dockyard_resources.render import layout
 
 OWNER = "dockyard/prod/build-1-dy1_"
 OTHER = "dockyard/staging/build-1-dy1_"
@@ -37,9 +38,9 @@ def run_guard(call: str, units: Path, env: dict[str, str] | None = None) -> tupl
 
 def unit(units: Path, prefix: str, root: str, owner: str | None) -> Path:
     path = units / f"{prefix}docker.service"
-    lines = [f"{render.MARKER}{prefix}", f"{render.ROOT_MARKER}{root}"]
+    lines = [f"{layout.INSTANCE_MARKER}{prefix}", f"{layout.ROOT_MARKER}{root}"]
     if owner is not None:
-        lines.append(f"{render.OWNER_MARKER}{owner}")
+        lines.append(f"{layout.OWNER_MARKER}{owner}")
     path.write_text("\n".join([*lines, "[Unit]", ""]))
     return path
 

@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
+from dockyard_resources.errors import HostOutputError
 from dockyard_resources.hostops import instance as hostops
 from dockyard_resources.providers import instance as provider
+from dockyard_resources.render import facts, iptables
 from dockyard_resources.render import instance as render
-from dockyard_resources.render import iptables
 
 PROPS: dict[str, Any] = {
     "prefix": "dy1_",
@@ -557,6 +558,9 @@ def test_install_script_checks_members_before_any_change(spec: render.InstanceSp
 
 def test_remove_script_never_leaves_the_root(spec: render.InstanceSpec) -> None:
     script = hostops._remove_script(spec, [])
+    # The instance's rules go: the sweep is defined and called, for exactly its tag.
+    assert "dockyard_sweep_rules() {" in script and "\ndockyard_sweep_rules\n" in script
+    assert "--comment dockyard:dy1_ " in script
     assert 'rm -rf --one-file-system -- "$root"' in script
     assert "root=/dy1\n" in script
     # Shared containerd state is only touched per container id, never wholesale.
@@ -658,30 +662,32 @@ def test_pool_bridges_are_found_by_address(spec: render.InstanceSpec) -> None:
 
 
 def test_parse_state_and_problems(spec: render.InstanceSpec) -> None:
-    healthy = "\n".join(
-        [
-            "unit=1",
-            "root=1",
-            "user=1",
-            "group=1",
-            "active=active",
-            "enabled=enabled",
-            "members=alice,bob",
-            "socket=root:dy1_docker:660",
-            "bridge=1",
-            "rules=1",
-            "runtime=sysbox-runc",
-            "files=1",
-        ]
-    )
-    state = hostops.parse_state(healthy)
+    healthy = {
+        "unit": "1",
+        "root": "1",
+        "user": "1",
+        "group": "1",
+        "active": "active",
+        "enabled": "enabled",
+        "members": "alice,bob",
+        "socket": "root:dy1_docker:660",
+        "bridge": "1",
+        "rules": "1",
+        "runtime": "sysbox-runc",
+        "files": "1",
+    }
+    # Recorded output: other lines around the fact are ignored.
+    state = hostops.parse_state(f"noise\n{facts.line('instance', healthy)}\nmore\n")
     assert state.exists and state.members == ("alice", "bob")
     assert state.problems(spec) == []
     drifted = hostops.parse_state(
-        healthy.replace("rules=1", "rules=0").replace("active=active", "active=inactive")
+        facts.line("instance", healthy | {"rules": "0", "active": "inactive"})
     )
     assert drifted.problems(spec) == [
         "dy1_docker.service is inactive",
         "iptables rules tagged dockyard:dy1_ are incomplete",
     ]
-    assert not hostops.parse_state("unit=0\nroot=0\nuser=0\ngroup=0\n").exists
+    gone = {"unit": "0", "root": "0", "user": "0", "group": "0"}
+    assert not hostops.parse_state(facts.line("instance", gone)).exists
+    with pytest.raises(HostOutputError, match="no 'instance' fact"):
+        hostops.parse_state("unit=1\nroot=1\n")

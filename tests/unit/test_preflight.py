@@ -53,7 +53,7 @@ def test_facts_are_parsed_from_the_script_output() -> None:
 
 
 def test_output_without_facts_is_an_error() -> None:
-    with pytest.raises(HostOutputError, match="no 'dockyard-facts:' line"):
+    with pytest.raises(HostOutputError, match="printed no 'preflight' fact"):
         HostFacts.from_output("bash: something broke\n")
 
 

@@ -151,7 +151,7 @@ def test_restart_only_with_the_opt_in() -> None:
 
 def test_remove_keeps_shared_parts_while_instance_units_exist() -> None:
     script = r.remove_script()
-    assert "grep -lsF '# dockyard-instance:' /etc/systemd/system/*.service" in script
+    assert "grep -lsF '# dockyard-instance: ' /etc/systemd/system/*.service" in script
     keep = script.index(r.KEEP_PREFIX)
     assert keep < script.index("userdel sysbox")
     assert keep < script.index('rm -f "$f"')

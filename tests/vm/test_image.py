@@ -18,7 +18,7 @@ def test_image_key_follows_the_builder_inputs() -> None:
     assert image.image_key("trixie") == image.image_key("trixie")
     assert "docker-cli" in image.package_list("trixie")
     assert "docker-cli" not in image.package_list("bookworm")  # bookworm's docker.io has it
-    with pytest.raises(ValueError, match="not supported"):
+    with pytest.raises(image.ImageBuildError, match="not supported"):
         image.image_key("sid")
 
 

@@ -37,9 +37,11 @@ def test_diff_replaces_on_any_input_change() -> None:
 def test_create_read_delete_round_trip() -> None:
     provider = LocalVmProvider()
     name = new_vm_name()
-    inputs = provider.check(
-        {}, {"vmName": name, "memoryMb": 1024.0, "cpus": 1.0, "diskGb": 6.0, "suite": test_suite()}
-    ).inputs
+    checked = provider.check(
+        {}, {"vmName": name, "memoryMb": 1024.0, "cpus": 1.0, "diskGb": 8.0, "suite": test_suite()}
+    )
+    assert checked.failures == []
+    inputs = checked.inputs
     with vm_slot():
         created = provider.create(inputs)
         try:

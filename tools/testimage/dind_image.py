@@ -286,23 +286,10 @@ def _build(suite: str, key: str, out: Path, *, log: bool) -> None:
 
 def _debootstrap(suite: str, rootfs: Path) -> None:
     # Shares the VM image's package cache, so .debs it already fetched are not fetched again.
-    apt_cache = images_dir() / "apt-cache" / suite
-    apt_cache.mkdir(parents=True, exist_ok=True)
-    _run(
-        "debootstrap",
-        [
-            "nice",
-            "-n",
-            "10",
-            "debootstrap",
-            "--variant=minbase",
-            f"--include={','.join(PACKAGES)}",
-            f"--cache-dir={apt_cache}",
-            suite,
-            str(rootfs),
-            image.MIRROR,
-        ],
-    )
+    try:
+        image.debootstrap(suite, rootfs, PACKAGES, cache_root=images_dir(), log=False)
+    except image.ImageBuildError as exc:
+        raise DindImageError(str(exc)) from None
 
 
 def strip_rootfs(rootfs: Path) -> None:

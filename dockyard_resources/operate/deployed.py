@@ -1,0 +1,231 @@
+"""A deployed stack seen from outside: its hosts, instances and how to reach them over SSH.
+
+Everything comes from the `pulumi` CLI run in the stack's project directory: `stack output`
+for the hosts and instances, `stack export --show-secrets` for each SysboxHost's
+`connection` (address, pinned host key, login key). Used by `status`, `tunnel`, `logs` and
+the acceptance suite.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dockyard_resources import workdir
+from dockyard_resources.errors import DockyardError
+from dockyard_resources.transport import SshTarget
+
+# Marks a secret value in `stack export --show-secrets`.
+SECRET_SIG = "4dabf18193072939515e22adb298388d"  # noqa: S105 - Pulumi's marker, no secret
+
+
+class StackError(DockyardError):
+    """The stack cannot be read (not found, no outputs yet, the CLI failed)."""
+
+
+class UnknownInstance(DockyardError):
+    """`HOST/PREFIX` names nothing in the stack."""
+
+
+def unwrap_secrets(value: Any) -> Any:
+    """`{SECRET_SIG: ..., "plaintext": "<json>"}` (an export with --show-secrets) -> value."""
+    if isinstance(value, dict):
+        if SECRET_SIG in value and "plaintext" in value:
+            return unwrap_secrets(json.loads(value["plaintext"]))
+        return {k: unwrap_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap_secrets(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class Instance:
+    host: str
+    prefix: str
+    root: str
+    docker_host: str
+    socket_path: str
+    group: str
+    service_name: str
+    bridge_name: str
+    networks: dict[str, Any]
+    urn: str
+
+    def docker(self, args: str) -> str:
+        """A shell command running the instance's Docker CLI wrapper on its host."""
+        return f"{shlex.quote(self.root + '/bin/docker')} {args}"
+
+    @property
+    def tag(self) -> str:
+        return f"dockyard:{self.prefix}"
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    provision: str
+    docker_version: str
+    sysbox_version: str
+    target: SshTarget
+    sysbox_urn: str
+    instances: list[Instance] = field(default_factory=list)
+
+    def instance(self, prefix: str) -> Instance:
+        for inst in self.instances:
+            if inst.prefix == prefix:
+                return inst
+        known = ", ".join(i.prefix for i in self.instances) or "none"
+        raise UnknownInstance(f"host {self.name} has no instance {prefix!r} (instances: {known})")
+
+
+@dataclass
+class DeployedStack:
+    name: str
+    project_dir: Path
+    env: dict[str, str]
+
+    def pulumi(self, *args: str, timeout: float = 3600) -> subprocess.CompletedProcess[str]:
+        pulumi = shutil.which("pulumi", path=self.env.get("PATH"))
+        if pulumi is None:
+            raise StackError(
+                "no `pulumi` on PATH: put the Pulumi CLI on PATH"
+                " (PATH=$(scripts/pulumi-cli.sh):$PATH)"
+            )
+        argv = [pulumi, *args, "--stack", self.name, "--non-interactive"]
+        proc = subprocess.run(
+            argv,
+            cwd=self.project_dir,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if proc.returncode != 0:
+            detail = proc.stderr.strip()[-1500:] or proc.stdout.strip()[-1500:]
+            if "no stack named" in detail:
+                backend = self.env.get("PULUMI_BACKEND_URL", "the current backend")
+                raise StackError(
+                    f"stack {self.name} not found in {backend} (project {self.project_dir});"
+                    " `pulumi stack ls` there lists the stacks, `make up STACK=<name>` makes one"
+                )
+            raise StackError(
+                f"stack {self.name}: `pulumi {' '.join(args)}` exited {proc.returncode}: {detail}"
+            )
+        return proc
+
+    def outputs(self) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads(self.pulumi("stack", "output", "--json").stdout)
+        return result
+
+    def resources(self) -> list[dict[str, Any]]:
+        exported = json.loads(self.pulumi("stack", "export", "--show-secrets").stdout)
+        resources = (exported.get("deployment") or {}).get("resources") or []
+        return [unwrap_secrets(r) for r in resources]
+
+    def resource_state(self, urn: str) -> dict[str, Any]:
+        """The state entry (id, inputs, outputs; secrets unwrapped) of one resource."""
+        for resource in self.resources():
+            if resource["urn"] == urn:
+                return resource
+        raise StackError(f"no resource {urn} in the state of stack {self.name}")
+
+    def hosts(self) -> list[Host]:
+        outputs = self.outputs().get("hosts")
+        if not outputs:
+            raise StackError(
+                f"stack {self.name} has no `hosts` output yet: deploy it first (make up"
+                f" STACK={self.name})"
+            )
+        resources = self.resources()
+        return [host_of(name, out, resources) for name, out in sorted(outputs.items())]
+
+    def instance(self, address: str) -> tuple[Host, Instance]:
+        """`HOST/PREFIX` -> the host and the instance."""
+        host_name, sep, prefix = address.partition("/")
+        if not sep or not host_name or not prefix:
+            raise UnknownInstance(
+                f"{address!r}: name an instance as HOST/PREFIX, e.g. local-1/dy1_"
+            )
+        hosts = {host.name: host for host in self.hosts()}
+        if host_name not in hosts:
+            known = ", ".join(sorted(hosts)) or "none"
+            raise UnknownInstance(f"stack {self.name} has no host {host_name!r} (hosts: {known})")
+        host = hosts[host_name]
+        return host, host.instance(prefix)
+
+
+def _by_name(resources: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    """The resource whose URN ends in `::name` (resource names are unique in a stack)."""
+    for resource in resources:
+        if str(resource.get("urn", "")).endswith(f"::{name}"):
+            return resource
+    raise StackError(f"no resource named {name} in the stack's state")
+
+
+def target_of(connection: dict[str, Any]) -> SshTarget:
+    """An SSH target from a resource's `connection` output (host key pinned)."""
+    key = connection.get("privateKey")
+    return SshTarget(
+        host=str(connection["host"]),
+        port=int(connection.get("port") or 22),
+        user=str(connection.get("user") or "root"),
+        private_key=str(key) if key else None,
+        passphrase=connection.get("privateKeyPassphrase") or None,
+        password=connection.get("password") or None,
+        host_key=str(connection["hostKey"]) if connection.get("hostKey") else None,
+        use_agent=not key,
+        look_for_keys=not key,
+        ssh_config=bool(connection.get("sshConfig", False)),
+        connect_deadline=float(connection.get("connectDeadline") or 60),
+    )
+
+
+def host_of(name: str, out: dict[str, Any], resources: list[dict[str, Any]]) -> Host:
+    sysbox = _by_name(resources, f"{name}-sysbox")
+    connection = dict(sysbox["outputs"]["connection"])
+    connection.setdefault("hostKey", sysbox["outputs"].get("hostKey"))
+    instances = [
+        Instance(
+            host=name,
+            prefix=prefix,
+            root=str(inst["root"]),
+            docker_host=str(inst["dockerHost"]),
+            socket_path=str(inst["socketPath"]),
+            group=str(inst["group"]),
+            service_name=str(inst["serviceName"]),
+            bridge_name=str(inst["bridgeName"]),
+            networks=dict(inst["networks"]),
+            urn=str(_by_name(resources, f"{name}-{prefix}")["urn"]),
+        )
+        for prefix, inst in sorted((out.get("instances") or {}).items())
+    ]
+    return Host(
+        name=name,
+        provision=str(out.get("provision", "")),
+        docker_version=str(out.get("dockerVersion", "")),
+        sysbox_version=str(out.get("sysboxVersion", "")),
+        target=target_of(connection),
+        sysbox_urn=str(sysbox["urn"]),
+        instances=instances,
+    )
+
+
+def open_stack(name: str, project_dir: str | Path | None = None) -> DeployedStack:
+    """The stack `name`: in `project_dir`, else in its own project directory (`make up`,
+    workdir.py) when it has one, else in this checkout."""
+    if project_dir is not None:
+        directory = Path(project_dir)
+    elif (workdir.stacks_dir() / name / "Pulumi.yaml").is_file():
+        directory = workdir.stacks_dir() / name
+    else:
+        directory = workdir.REPO_ROOT
+    directory = directory.expanduser().resolve()
+    if not (directory / "Pulumi.yaml").is_file():
+        raise StackError(f"{directory} holds no Pulumi.yaml: pass the stack's --project-dir")
+    return DeployedStack(name=name, project_dir=directory, env=workdir.pulumi_environment())
