@@ -50,8 +50,15 @@ def add_parsers(commands: Any) -> None:
     logged.add_argument("--lines", type=int, default=50, help="lines of each log (default 50)")
 
 
-def _stop_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+def _stop(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
+
+
+def _stop_on_ctrl_c_and_sigterm() -> None:
+    """Ctrl-C and SIGTERM both end the command. Set explicitly: a process started in the
+    background by a shell inherits SIGINT ignored, and Python then leaves it ignored."""
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
 
 
 def _tunnel(args: argparse.Namespace, out: TextIO, host: Host, inst: Instance) -> int:
@@ -60,7 +67,7 @@ def _tunnel(args: argparse.Namespace, out: TextIO, host: Host, inst: Instance) -
     served.open()
     print(f"export DOCKER_HOST=unix://{path}", file=out, flush=True)
     print(f"# {inst.prefix} on {host.name} until Ctrl-C", file=out, flush=True)
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    _stop_on_ctrl_c_and_sigterm()
     try:
         served.serve_forever()
     except KeyboardInterrupt:

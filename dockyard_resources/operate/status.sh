@@ -9,7 +9,7 @@ sysbox_version() {
   local runc
   for runc in /usr/local/lib/dockyard/sysbox-*/sysbox-runc; do
     [ -x "$runc" ] || continue
-    "$runc" --version 2>/dev/null | sed -n 's/^version:[[:space:]]*//p' | head -n 1
+    "$runc" --version 2>/dev/null | sed -n 's/^[[:space:]]*version:[[:space:]]*//p' | head -n 1
     return 0
   done
 }
@@ -35,7 +35,9 @@ while [ "$#" -ge 2 ]; do
     running=$(timeout 20 "$docker" ps -q 2>/dev/null | wc -l)
     total=$(timeout 20 "$docker" ps -aq 2>/dev/null | wc -l)
   fi
-  rules=$(iptables -w -S FORWARD 2>/dev/null | grep -cF -- "dockyard:$prefix " || true)
+  # iptables prints the tag quoted or bare, depending on the build.
+  rules=$(iptables -w -S FORWARD 2>/dev/null |
+    grep -cF -e "--comment \"dockyard:$prefix\"" -e "--comment dockyard:$prefix " || true)
   jq -cn \
     --arg prefix "$prefix" --arg active "$active" --arg enabled "$enabled" \
     --arg socket "$socket" --arg version "$version" --arg running "$running" \

@@ -91,12 +91,14 @@ def _evidence(host: Host) -> str:
     parts = ["systemctl status --no-pager -l dockyard-sysbox.service 2>&1 | tail -n 15"]
     for inst in host.instances:
         unit = shlex.quote(inst.service_name)
+        # The tag is printed quoted or bare depending on the iptables build.
+        tagged = shlex.quote(inst.tag + '([" ]|$)')
         parts += [
             f"echo '--- {inst.prefix}'",
             f"systemctl status --no-pager -l {unit} 2>&1 | tail -n 12",
             f"journalctl --no-pager -u {unit} -n 15 2>&1",
             f"tail -n 15 {shlex.quote(inst.root + '/log/dockerd.log')} 2>&1",
-            f"iptables -w -S 2>&1 | grep -F {shlex.quote(inst.tag + ' ')} || true",
+            f"{{ iptables -w -S; iptables -w -t nat -S; }} 2>&1 | grep -E -- {tagged} || true",
         ]
     code, out = shell_of(host).run("\n".join(parts))
     return out if code == 0 else f"(evidence script exited {code})\n{out}"

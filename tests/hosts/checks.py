@@ -39,7 +39,9 @@ class SshShell:
 
 
 def _fields(sh: Shell, script: str) -> dict[str, str]:
-    _, out = sh.run(script)
+    code, out = sh.run(script)
+    if code != 0:
+        raise AssertionError(f"host check failed ({code}): {script}\n{out}")
     values: dict[str, str] = {}
     for line in out.splitlines():
         key, sep, value = line.partition("=")
@@ -64,6 +66,10 @@ class Service:
             f"echo enabled=$(systemctl is-enabled {q} 2>/dev/null)\n"
             f"echo file=$(test -f /etc/systemd/system/{q} && echo 1)\n",
         )
+        # is-active always prints a state ("inactive" for an unknown unit): nothing printed
+        # means systemctl itself failed, which must not read as "stopped".
+        if not f.get("active"):
+            raise AssertionError(f"systemctl is-active {name} printed nothing: {f}")
         return cls(
             name, f.get("active") == "active", f.get("enabled") == "enabled", f.get("file") == "1"
         )
@@ -126,6 +132,13 @@ class IptablesRules:
         ]
 
 
+def _found(getent_code: int, what: str, out: str) -> bool:
+    """getent's exit code 2 is "no such entry"; any other failure is an error, not absence."""
+    if getent_code not in (0, 2):
+        raise AssertionError(f"could not look up {what} ({getent_code}): {out}")
+    return getent_code == 0
+
+
 @dataclass(frozen=True)
 class User:
     name: str
@@ -134,8 +147,9 @@ class User:
 
     @classmethod
     def of(cls, sh: Shell, name: str) -> User:
-        code, out = sh.run(f"id -nG {shlex.quote(name)}")
-        return cls(name, code == 0, tuple(out.split()) if code == 0 else ())
+        q = shlex.quote(name)
+        code, out = sh.run(f"getent passwd {q} >/dev/null || exit $?; id -nG {q}")
+        return cls(name, _found(code, f"user {name}", out), tuple(out.split()) if code == 0 else ())
 
 
 @dataclass(frozen=True)
@@ -147,7 +161,7 @@ class Group:
     @classmethod
     def of(cls, sh: Shell, name: str) -> Group:
         code, out = sh.run(f"getent group {shlex.quote(name)}")
-        if code != 0:
+        if not _found(code, f"group {name}", out):
             return cls(name, False, ())
         members = out.strip().split(":")[3] if out.count(":") >= 3 else ""
         return cls(name, True, tuple(m for m in members.split(",") if m))
@@ -187,7 +201,7 @@ SHARED_PATHS = (
 
 
 def dockyard_traces(
-    sh: SshShell, prefixes: list[str], roots: list[str], *, shared: bool = True
+    sh: Shell, prefixes: list[str], roots: list[str], *, shared: bool = True
 ) -> list[str]:
     """Every piece of Dockyard found on the host; empty when the host is clean.
 
@@ -199,16 +213,19 @@ def dockyard_traces(
     checks = [f"if test -e {shlex.quote(p)}; then echo 'path {p}'; fi" for p in paths]
     for prefix in prefixes:
         name = shlex.quote(f"{prefix}docker")
+        # iptables -S prints the tag quoted or bare, depending on the build.
+        tag = f"dockyard:{prefix}"
+        quoted, bare = shlex.quote('--comment "' + tag + '"'), shlex.quote(f"--comment {tag} ")
+        tag_patterns = f"-e {quoted} -e {bare}"
         checks += [
             f"if getent group {name} >/dev/null; then echo 'group {prefix}docker'; fi",
             f"if id -u {name} >/dev/null 2>&1; then echo 'user {prefix}docker'; fi",
             f"if test -e /etc/systemd/system/{name}.service; then echo 'unit {prefix}docker'; fi",
             f"if ip link show dev {shlex.quote(prefix + 'docker0')} >/dev/null 2>&1; then"
             f" echo 'bridge {prefix}docker0'; fi",
-            f"iptables -w -S | {{ grep -F -- {shlex.quote('dockyard:' + prefix + ' ')} || true; }}"
-            " | sed 's/^/iptables filter /'",
-            f"iptables -w -t nat -S | {{ grep -F -- {shlex.quote('dockyard:' + prefix + ' ')}"
-            " || true; } | sed 's/^/iptables nat /'",
+            f"iptables -w -S | {{ grep -F {tag_patterns} || true; }} | sed 's/^/iptables filter /'",
+            f"iptables -w -t nat -S | {{ grep -F {tag_patterns} || true; }}"
+            " | sed 's/^/iptables nat /'",
         ]
     if shared:
         checks += [
@@ -224,7 +241,10 @@ def dockyard_traces(
             "{ getent passwd sysbox || true; } | sed 's/^/passwd /'",
         ]
     script = "set -euo pipefail\n" + "\n".join(checks)
-    return [line for line in sh.out(script).splitlines() if line.strip()]
+    code, out = sh.run(script)
+    if code != 0:
+        raise AssertionError(f"listing Dockyard's traces failed ({code}): {out}")
+    return [line for line in out.splitlines() if line.strip()]
 
 
 def describe(value: Any) -> str:

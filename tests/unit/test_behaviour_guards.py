@@ -1,0 +1,507 @@
+"""The rendered install, remove, stop and network scripts of an instance, run by bash.
+
+test_instance_guards.py runs the guard functions one by one; here whole rendered scripts run
+against a real root directory, a unit directory and a stateful stand-in for iptables, with
+the commands that would change the host (systemctl, userdel, ip, ...) replaced by bash
+functions that record their calls. What the scripts leave behind is the verdict: which rules,
+files, links and users go, and which stay because they are another owner's.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from dockyard_resources.config import values
+from dockyard_resources.hostops import instance as hostops
+from dockyard_resources.render import common, iptables, layout
+from dockyard_resources.render import instance as render
+from tests.unit.test_instance_guards import OTHER, OWNER, run_guard, unit
+from tests.unit.test_instance_render import PROPS
+
+PREFIX = "zq9_"
+NEIGHBOUR = "zq90_"  # a prefix that starts like ours: its rules must never be taken for ours
+FOREIGN_RULES = (
+    f"-A FORWARD -i {NEIGHBOUR}docker0 -m comment --comment dockyard:{NEIGHBOUR} -j ACCEPT",
+    "-A FORWARD -j DOCKER-USER",
+)
+
+# Stand-ins defined ahead of the script: bash functions win over PATH, which the scripts set.
+# iptables keeps one file per table, each line as `iptables -S` prints it.
+STUBS = r"""
+dy_log() { printf '%s\n' "$*" >>"$DY_CALLS"; }
+for dy_cmd in userdel groupdel groupadd useradd usermod gpasswd umount sysctl chown; do
+  eval "$dy_cmd() { dy_log $dy_cmd \"\$@\"; }"
+done
+systemctl() {  # no unit runs: a real `dockyard-net up` must never start from here
+  dy_log systemctl "$@"
+  case "$1" in is-active | is-enabled) return 3 ;; esac
+}
+install() {  # install -d [-o U -g G -m M] DIR..., or install [-o U -g G -m M] SRC DST
+  dy_log install "$@"
+  local dirs=0
+  local -a paths=()
+  while [ $# -gt 0 ]; do
+    case "$1" in -d) dirs=1; shift ;; -o | -g | -m) shift 2 ;; *) paths+=("$1"); shift ;; esac
+  done
+  if [ "$dirs" = 1 ]; then mkdir -p -- "${paths[@]}"; else cp -- "${paths[0]}" "${paths[1]}"; fi
+}
+getent() {
+  case "$1" in
+    passwd) [ -n "${DY_PASSWD:-}" ] && [ "${DY_PASSWD%%:*}" = "$2" ] && echo "$DY_PASSWD" ;;
+    *) return 2 ;;
+  esac
+}
+ip() {
+  dy_log ip "$@"
+  if [ "$1 $2 $3" = "link show dev" ]; then
+    case " ${DY_LINKS:-} " in *" $4 "*) return 0 ;; *) return 1 ;; esac
+  fi
+}
+iptables() {
+  [ "$1" = -w ] && shift
+  local table=filter
+  if [ "$1" = -t ]; then table=$2; shift 2; fi
+  local op=$1 chain=$2; shift 2
+  local file="$DY_IPT/$table" rule="-A $chain $*" line found=1
+  touch "$file"
+  case "$op" in
+    -S) while IFS= read -r line; do
+          [[ $line == "-A $chain "* ]] && printf '%s\n' "$line"
+        done <"$file"; return 0 ;;
+    -C) grep -qxF -- "$rule" "$file" ;;
+    -A) printf '%s\n' "$rule" >>"$file" ;;
+    -I) { printf '%s\n' "$rule"; cat "$file"; } >"$file.new"; mv "$file.new" "$file" ;;
+    -D) : >"$file.new"
+        while IFS= read -r line; do
+          if [ "$found" = 1 ] && [ "$line" = "$rule" ]; then found=0; continue; fi
+          printf '%s\n' "$line" >>"$file.new"
+        done <"$file"
+        mv "$file.new" "$file"; return "$found" ;;
+  esac
+}
+"""
+
+
+@dataclass(frozen=True)
+class Ran:
+    code: int
+    out: str
+    calls: list[str]
+    rules: dict[str, list[str]]
+
+
+@dataclass(frozen=True)
+class Host:
+    """A scratch host: instance roots under `base`, unit files in `units`, stub state in `work`."""
+
+    base: Path
+    units: Path
+    work: Path
+
+    def spec(self, root: Path | None = None, owner: str = OWNER) -> render.InstanceSpec:
+        return render.InstanceSpec.from_props(
+            {
+                **PROPS,
+                "prefix": PREFIX,
+                "root": str(root or self.base / "dy"),
+                "dockerDir": str(self.work / "docker"),
+                "sysboxDir": str(self.work / "sysbox"),
+                "members": [],
+                "owner": owner,
+            }
+        )
+
+    def seed_rules(self, table: str, *lines: str) -> None:
+        (self.work / "ipt" / table).write_text("".join(f"{line}\n" for line in lines))
+
+    def run(self, script: str, *args: str, **env: str) -> Ran:
+        calls = self.work / "calls"
+        calls.write_text("")
+        # A lock of its own: never wait for (or hold) this machine's real host lock.
+        script = script.replace(common.HOST_LOCK, str(self.work / "dockyard.lock"))
+        assert common.HOST_LOCK not in script
+        proc = subprocess.run(
+            ["bash", "-c", STUBS + script, "dockyard-script", *args],
+            capture_output=True,
+            text=True,
+            env={
+                **os.environ,
+                "DY_CALLS": str(calls),
+                "DY_IPT": str(self.work / "ipt"),
+                "DY_UNIT_DIR": str(self.units),  # where the guards look for other instances
+                **env,
+            },
+            check=False,
+        )
+        ipt = self.work / "ipt"
+        rules = {f.name: f.read_text().splitlines() for f in ipt.iterdir() if f.is_file()}
+        return Ran(
+            proc.returncode, proc.stdout + proc.stderr, calls.read_text().splitlines(), rules
+        )
+
+
+@pytest.fixture
+def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Host]:
+    """Roots go below /srv: the scripts refuse roots in /tmp and /run (system trees), and
+    every parent of a root must belong to root."""
+    if os.geteuid() != 0 or not os.access("/srv", os.W_OK):
+        pytest.skip("needs root and a writable /srv: instance roots cannot lie in /tmp or /run")
+    units = tmp_path / "units"
+    units.mkdir()
+    (tmp_path / "ipt").mkdir()
+    monkeypatch.setattr(render, "SYSTEMD_DIR", str(units))
+    monkeypatch.setattr(hostops, "SYSTEMD_DIR", str(units))
+    # What install's preflight wants of the SysboxHost: binaries and the shared service.
+    for binary in ("docker/dockerd", "sysbox/sysbox-runc"):
+        (tmp_path / binary).parent.mkdir()
+        (tmp_path / binary).write_text("#!/bin/sh\nexit 1\n")
+        (tmp_path / binary).chmod(0o755)
+    (units / layout.SYSBOX_SERVICE).write_text("[Unit]\n")
+    base = Path(tempfile.mkdtemp(prefix="dockyard-test-", dir="/srv"))
+    try:
+        yield Host(base, units, tmp_path)
+    finally:
+        shutil.rmtree(base)
+
+
+def own_rules(spec: render.InstanceSpec) -> dict[str, list[str]]:
+    """`iptables -S` lines of every rule of the instance, per table, in the listed order."""
+    listed: dict[str, list[str]] = {"filter": [], "nat": []}
+    for rule in spec.rules():
+        listed[rule.table].append(" ".join(("-A", rule.chain, *rule.args(spec.tag))))
+    return listed
+
+
+def make_root(root: Path, owner: str | None) -> None:
+    root.mkdir()
+    (root / "lib").mkdir()
+    (root / "lib" / "data").write_text("precious\n")
+    if owner is not None:
+        (root / render.ROOT_MARKER_FILE).write_text(f"owner={owner}\nprefix={PREFIX}\n")
+
+
+# --- remove ------------------------------------------------------------------------------
+
+
+def test_remove_takes_away_everything_of_its_own_instance(host: Host) -> None:
+    spec = host.spec()
+    make_root(Path(spec.root), OWNER)
+    unit(host.units, PREFIX, spec.root, OWNER)
+    ours = own_rules(spec)
+    host.seed_rules("filter", *ours["filter"][:3], *FOREIGN_RULES, *ours["filter"][3:])
+    host.seed_rules("nat", *ours["nat"])
+    pool_bridge = "br-0123456789ab"
+    ran = host.run(
+        hostops._remove_script(spec, [pool_bridge]),
+        DY_LINKS=f"{spec.bridge_name} {pool_bridge}",
+        DY_PASSWD=f"{spec.user}:x:990:990:{spec.user_comment}:{spec.root}:/usr/sbin/nologin",
+    )
+    assert ran.code == 0, ran.out
+    assert "DOCKYARD_KEEP=" not in ran.out
+    assert not os.path.lexists(spec.root)
+    assert not os.path.lexists(spec.unit_path)
+    # Its rules went, exactly: the neighbour's and Docker's stay.
+    assert ran.rules == {"filter": list(FOREIGN_RULES), "nat": []}
+    assert f"ip link del dev {spec.bridge_name}" in ran.calls
+    assert f"ip link del dev {pool_bridge}" in ran.calls
+    assert f"userdel {spec.user}" in ran.calls
+
+
+def test_remove_leaves_another_owners_instance_alone(host: Host) -> None:
+    spec = host.spec()
+    make_root(Path(spec.root), OTHER)
+    unit_file = unit(host.units, PREFIX, spec.root, OTHER)
+    ours = own_rules(spec)
+    host.seed_rules("filter", *ours["filter"])
+    ran = host.run(
+        hostops._remove_script(spec, []),
+        DY_LINKS=spec.bridge_name,
+        DY_PASSWD=f"{spec.user}:x:990:990:Dockyard instance {PREFIX} ({OTHER}):/:/bin/false",
+    )
+    assert ran.code == 0, ran.out
+    assert f"belongs to {OTHER}" in ran.out and "left alone" in ran.out
+    assert (Path(spec.root) / "lib" / "data").read_text() == "precious\n"
+    assert unit_file.exists()
+    assert ran.rules["filter"] == ours["filter"]
+    assert ran.calls == []  # no unit stopped, no link, user or group deleted
+
+
+def test_remove_keeps_a_root_that_has_no_marker(host: Host) -> None:
+    """A directory at the root's path that Dockyard did not make (no marker, and no unit of
+    an earlier Dockyard naming it) survives the delete; the rest of the instance goes."""
+    spec = host.spec()
+    make_root(Path(spec.root), None)
+    host.seed_rules("filter", *own_rules(spec)["filter"])
+    ran = host.run(hostops._remove_script(spec, []))
+    assert ran.code == 0, ran.out
+    assert "its marker names nobody" in ran.out
+    assert (Path(spec.root) / "lib" / "data").read_text() == "precious\n"
+    assert ran.rules["filter"] == []
+
+
+def test_remove_of_an_earlier_dockyards_instance_takes_its_root(host: Host) -> None:
+    """No marker, but the instance's own unit (no owner line) names the root: it is ours."""
+    spec = host.spec()
+    make_root(Path(spec.root), None)
+    unit(host.units, PREFIX, spec.root, None)
+    ran = host.run(hostops._remove_script(spec, []))
+    assert ran.code == 0, ran.out
+    assert not os.path.lexists(spec.root)
+
+
+def test_remove_never_follows_a_symlinked_root(host: Host) -> None:
+    target = host.base / "elsewhere"
+    make_root(target, OWNER)
+    link = host.base / "dy"
+    link.symlink_to(target)
+    spec = host.spec(link)
+    ran = host.run(hostops._remove_script(spec, []))
+    assert ran.code == 0, ran.out
+    assert link.is_symlink()
+    assert (target / "lib" / "data").read_text() == "precious\n"
+
+
+@pytest.mark.parametrize(
+    ("comment", "deleted"),
+    [
+        (f"Dockyard instance {PREFIX} ({OWNER})", True),
+        (f"Dockyard instance {PREFIX}", True),  # made by an earlier Dockyard: no owner
+        (f"Dockyard instance {PREFIX} ({OTHER})", False),
+        ("Backup operator", False),
+    ],
+)
+def test_remove_deletes_only_the_instances_own_user(
+    host: Host, comment: str, deleted: bool
+) -> None:
+    spec = host.spec()
+    ran = host.run(
+        hostops._remove_script(spec, []),
+        DY_PASSWD=f"{spec.user}:x:990:990:{comment}:/home/x:/bin/sh",
+    )
+    assert ran.code == 0, ran.out
+    assert (f"userdel {spec.user}" in ran.calls) is deleted, ran.calls
+    assert (f"user {spec.user} left in place" in ran.out) is not deleted, ran.out
+
+
+# --- stop --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("owner", "stopped"), [(OWNER, True), (OTHER, False)])
+def test_stop_stops_only_its_own_owners_unit(host: Host, owner: str, stopped: bool) -> None:
+    spec = host.spec()
+    make_root(Path(spec.root), owner)
+    unit(host.units, PREFIX, spec.root, owner)
+    ran = host.run(hostops._stop_script(spec))
+    assert ran.code == 0, ran.out
+    wanted = [f"systemctl disable -q {spec.service_name}", f"systemctl stop {spec.service_name}"]
+    assert [c for c in ran.calls if c in wanted] == (wanted if stopped else [])
+
+
+# --- the unit's network script (ExecStartPre up, ExecStopPost down) ------------------------
+
+
+def test_net_down_sweeps_exactly_the_instances_rules(host: Host) -> None:
+    spec = host.spec()
+    ours = own_rules(spec)
+    host.seed_rules("filter", *ours["filter"][:4], *FOREIGN_RULES, *ours["filter"][4:])
+    host.seed_rules("nat", *ours["nat"])
+    ran = host.run(render.net_script(spec), "down")
+    assert ran.code == 0, ran.out
+    assert ran.rules == {"filter": list(FOREIGN_RULES), "nat": []}
+
+
+def test_net_up_replaces_rules_of_an_older_configuration(host: Host) -> None:
+    spec = host.spec()
+    # Left by an earlier pool of this instance: `up` must not keep it beside the new rules.
+    stale = f"-A FORWARD -o br-+ -d 172.31.0.0/16 -m comment --comment {spec.tag} -j DROP"
+    host.seed_rules("filter", stale, *FOREIGN_RULES)
+    ran = host.run(render.net_script(spec), "up", DY_LINKS=spec.bridge_name)
+    assert ran.code == 0, ran.out
+    ours = own_rules(spec)
+    top = [r for r in spec.rules() if r.table == "filter" and not r.append]
+    # Guards on top in the listed order, the neighbour's rules below them, egress at the end.
+    assert ran.rules["filter"] == [
+        *ours["filter"][: len(top)],
+        *FOREIGN_RULES,
+        *ours["filter"][len(top) :],
+    ]
+    assert ran.rules["nat"] == ours["nat"]
+    assert host.run(render.net_script(spec), "check", DY_LINKS=spec.bridge_name).code == 0
+    # A second `up` finds every rule present and changes nothing.
+    again = host.run(render.net_script(spec), "up", DY_LINKS=spec.bridge_name)
+    assert again.rules == ran.rules
+
+
+# --- the lists of system directories, on the config side and on the host -----------------
+
+# Literal on purpose: a tree dropped from values.py must fail here, not silently shrink a loop.
+MUST_REFUSE = (
+    "/",
+    "/dev",
+    "/dev/shm/dy1",
+    "/proc/dy1",
+    "/sys/fs/dy1",
+    "/run/dy1",
+    "/tmp/dy1",
+    "/var/tmp/dy1",
+    "/etc/dy1",
+    "/usr/dy1",
+    "/boot/dy1",
+    "/root/dy1",
+    "/var/lib/docker/dy1",
+    "/home/alice",
+)
+
+
+@pytest.mark.parametrize("root", MUST_REFUSE)
+def test_kernel_device_and_system_trees_are_refused_by_config_and_host(root: str) -> None:
+    with pytest.raises(ValueError, match=r"system directory|is inside|is /|home directory"):
+        values.root_dir(root)
+    proc = subprocess.run(
+        ["bash", "-c", f"{hostops.guards()}\nroot={root}\n{hostops._system_dir_guard()}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 3 and "refusing" in proc.stderr, proc.stderr
+
+
+# --- the root's marker ---------------------------------------------------------------------
+
+
+def test_a_symlinked_marker_does_not_make_a_directory_ours(host: Host) -> None:
+    """A directory whose marker is a link to a real marker of ours (anyone who can create the
+    link could aim it anywhere) is not an instance root: install refuses it, remove keeps it."""
+    real = host.base / "real"
+    make_root(real, OWNER)
+    spec = host.spec()
+    root = Path(spec.root)
+    make_root(root, None)
+    (root / render.ROOT_MARKER_FILE).symlink_to(real / render.ROOT_MARKER_FILE)
+    code, out = run_guard(
+        f"dy_check_owner {PREFIX} {root} {spec.unit_path} {PREFIX}nouser '{OWNER}' 0",
+        host.units,
+    )
+    assert code == 3 and "not a Dockyard instance root" in out, out
+    ran = host.run(hostops._remove_script(spec, []))
+    assert ran.code == 0, ran.out
+    assert (root / "lib" / "data").read_text() == "precious\n"
+
+
+# --- install: every guard runs before anything on the host changes ---------------------------
+
+
+def test_install_of_a_fresh_root_passes_the_guards_and_marks_the_root(host: Host) -> None:
+    spec = host.spec()
+    ran = host.run(hostops._install_script(spec))
+    assert ran.code == 0, ran.out
+    assert f"{hostops.CHANGED_MARK}1" in ran.out
+    marker = Path(spec.marker_path).read_text()
+    assert marker == f"owner={OWNER}\nprefix={PREFIX}\n"
+    assert f"{layout.OWNER_MARKER}{OWNER}" in Path(spec.unit_path).read_text()
+    # Installing again is allowed: everything found is this owner's.
+    assert host.run(hostops._install_script(spec)).code == 0
+
+
+def _tree(*tops: Path) -> dict[str, str]:
+    """Every path below `tops` with its kind and content: what a refused install must not
+    change."""
+    found = {}
+    for top in tops:
+        for path in [top, *top.rglob("*")]:
+            kind = "link" if path.is_symlink() else "dir" if path.is_dir() else "file"
+            found[str(path)] = path.read_text() if kind == "file" else kind
+    return found
+
+
+def _refused(host: Host, spec: render.InstanceSpec, words: str) -> None:
+    before = _tree(host.base, host.units)
+    ran = host.run(hostops._install_script(spec))
+    assert ran.code == 3 and words in ran.out, ran.out
+    assert ran.calls == []  # no user, group, directory, unit or rule touched
+    assert _tree(host.base, host.units) == before
+
+
+def test_install_refuses_a_root_behind_a_symbolic_link(host: Host) -> None:
+    (host.base / "real").mkdir()
+    (host.base / "link").symlink_to(host.base / "real")
+    _refused(host, host.spec(host.base / "link" / "dy"), "is a symbolic link")
+
+
+@pytest.mark.parametrize("mode", [0o775, 0o757, 0o770])
+def test_install_refuses_a_parent_others_can_write(host: Host, mode: int) -> None:
+    """Group- or world-writable: a member of that group could swap in their own bin/."""
+    shared = host.base / "shared"
+    shared.mkdir()
+    shared.chmod(mode)
+    _refused(host, host.spec(shared / "dy"), "writable by root only")
+
+
+@pytest.mark.parametrize(
+    ("other", "words"),
+    [("outer", "lies inside"), ("dy/inner", "contains"), ("dy", "is already the root")],
+)
+def test_install_refuses_a_root_nested_with_another_instances_root(
+    host: Host, other: str, words: str
+) -> None:
+    """`other` (relative to the scratch base) is the root named by another instance's unit;
+    ours is base/dy, or base/outer/dy when the other one is base/outer."""
+    other_root = host.base / other
+    if other == "outer":
+        make_root(other_root, OTHER)
+    unit(host.units, NEIGHBOUR, str(other_root), OTHER)
+    root = other_root / "dy" if other == "outer" else host.base / "dy"
+    _refused(host, host.spec(root), words)
+
+
+def test_install_refuses_an_existing_directory_without_marker(host: Host) -> None:
+    spec = host.spec()
+    make_root(Path(spec.root), None)
+    _refused(host, spec, "not a Dockyard instance root")
+
+
+def test_install_refuses_a_root_that_is_a_symbolic_link(host: Host) -> None:
+    """Even to a real root of this very owner: the link itself is not that root."""
+    real = host.base / "real"
+    make_root(real, OWNER)
+    (host.base / "dy").symlink_to(real)
+    _refused(host, host.spec(), "is a symbolic link")
+    # The owner check refuses it on its own too (install runs the path check first).
+    spec = host.spec()
+    code, out = run_guard(
+        f"dy_check_owner {PREFIX} {spec.root} {spec.unit_path} {PREFIX}nouser '{OWNER}' 0",
+        host.units,
+    )
+    assert code == 3 and "exists and is not a directory" in out, out
+
+
+def test_install_refuses_another_owners_unit_of_the_same_name(host: Host) -> None:
+    spec = host.spec()
+    unit(host.units, PREFIX, spec.root, OTHER)
+    _refused(host, spec, f"belongs to {OTHER}")
+
+
+def test_install_refuses_to_run_without_an_owner(host: Host) -> None:
+    _refused(host, host.spec(owner=""), "no owner given")
+
+
+# --- isolation is the default of the rule set ----------------------------------------------
+
+
+def test_instance_rules_isolate_unless_told_otherwise() -> None:
+    bridge, fixed, pool = "zq9_docker0", "172.22.9.0/24", "172.23.144.0/20"
+    rules = iptables.instance_rules(
+        bridge, ipaddress.IPv4Network(fixed), ipaddress.IPv4Network(pool)
+    )
+    drops = [r.spec for r in rules if r.spec[-1] == "DROP" and not r.append]
+    assert ("-o", bridge, "-j", "DROP") in drops
+    assert ("-o", iptables.POOL_BRIDGES, "-d", pool, "-j", "DROP") in drops
