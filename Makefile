@@ -13,7 +13,7 @@ export PULUMI_CONFIG_PASSPHRASE_FILE ?= $(DOCKYARD_CACHE)/passphrase
 export PULUMI_SKIP_UPDATE_CHECK := 1
 export PULUMI_DIY_BACKEND_NO_LEGACY_WARNING := 1
 
-.PHONY: up destroy preview test lint typecheck validate setup setup-dev system-deps system-deps-dev venv venv-dev clean-venv pulumi-cli test-artifacts
+.PHONY: up destroy preview test bench lint typecheck validate setup setup-dev system-deps system-deps-dev venv venv-dev clean-venv pulumi-cli test-artifacts
 
 ## up: set everything up and deploy the `local` stack (a QEMU VM with two instances)
 up: setup
@@ -31,6 +31,11 @@ destroy: setup
 # The caches (CLI, VM image, test bed artifacts, DinD image) are built first, as steps.
 test: setup-dev lint typecheck pulumi-cli test-artifacts
 	time scripts/test.sh
+
+## bench: the provisioning benchmark on a QEMU VM (figures, never a pass/fail on time);
+## BENCH_ARGS passes options, e.g. BENCH_ARGS="--instances 1,3 --skip-engine"
+bench: setup-dev pulumi-cli test-artifacts
+	PATH="$$(scripts/pulumi-cli.sh):$$PATH" $(VENV)/bin/python -m dockyard_resources bench $(BENCH_ARGS)
 
 ## test-artifacts: the VM image, the test bed's Docker/sysbox choice (printed), the stand-ins
 ## and the Docker-in-Docker test image (all cached outside the repo)

@@ -156,11 +156,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prepared.add_argument("file", metavar="FILE", type=Path, help="stacks/Pulumi.<stack>.yaml")
     operate.add_parsers(commands)
+    bench = commands.add_parser(
+        "bench",
+        add_help=False,
+        help="provisioning benchmark on the QEMU test host (from a checkout; see"
+        " docs/performance.md; `bench --help` for its options)",
+    )
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER)  # main() hands them over
     return parser
 
 
+def bench_command(args: Sequence[str]) -> int:
+    try:
+        from tools.bench.run import main as bench_main  # noqa: PLC0415 - a checkout-only tool
+    except ImportError as exc:
+        print(f"error: the benchmark runs from a Dockyard checkout (tools/bench): {exc}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_UNREADABLE
+    return bench_main(list(args))
+
+
+def workdir_command(file: Path) -> int:
+    try:
+        print(workdir.prepare(file))
+    except StackFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given[:1] == ["bench"]:  # its options are its own: argparse would claim them
+        return bench_command(given[1:])
+    args = build_parser().parse_args(given)
     if args.command == "validate":
         return validate_command(args.file, sys.stdout, sys.stderr)
     if args.command == "ci":
@@ -168,10 +197,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in operate.COMMANDS:
         return operate.run(args, sys.stdout, sys.stderr)
     if args.command == "workdir":
-        try:
-            print(workdir.prepare(args.file))
-        except StackFileError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_UNREADABLE
-        return EXIT_OK
+        return workdir_command(args.file)
     return EXIT_UNREADABLE  # pragma: no cover - argparse rejects unknown commands

@@ -31,7 +31,7 @@ from dockyard_resources.providers.inputs import (
     normal,
     whole_number,
 )
-from dockyard_resources.providers.progress import Report, reporter
+from dockyard_resources.providers.progress import Report, reporter, traced
 from dockyard_resources.render.instance import InstanceSpec, ssh_forward
 from dockyard_resources.transport import SshTarget, session
 
@@ -211,8 +211,15 @@ def _comparable(key: str, value: Any) -> Any:
     return value
 
 
+def _name(props: Mapping[str, Any]) -> str:
+    return f"{props.get('hostName')}/{props.get('prefix')}"
+
+
 def _report(props: Mapping[str, Any]) -> Report:
-    return reporter("DockyardInstance", f"{props.get('hostName')}/{props.get('prefix')}")
+    return reporter("DockyardInstance", _name(props))
+
+
+_traced = traced("DockyardInstance", _name)
 
 
 def _run(props: dict[str, Any]) -> hostops.Runner:
@@ -247,6 +254,7 @@ class DockyardInstanceProvider(ResourceProvider):
             delete_before_replace=bool(replaces),
         )
 
+    @_traced
     def create(self, props: dict[str, Any]) -> CreateResult:
         spec = InstanceSpec.from_props(props)
         report = _report(props)
@@ -262,6 +270,7 @@ class DockyardInstanceProvider(ResourceProvider):
         outs.update(healthy=True, health={})
         return CreateResult(f"{props['hostName']}/{spec.prefix}", outs)
 
+    @_traced
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         spec = InstanceSpec.from_props(news)
         networks_changed = any(
@@ -281,6 +290,7 @@ class DockyardInstanceProvider(ResourceProvider):
         outs.update(healthy=True, health={})
         return UpdateResult(outs)
 
+    @_traced
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         spec = InstanceSpec.from_props(props)
         state = hostops.inspect(_run(props), spec)
@@ -294,6 +304,7 @@ class DockyardInstanceProvider(ResourceProvider):
         outs.update(healthy=not health["problems"], health=health)
         return ReadResult(id_, outs)
 
+    @_traced
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         spec = InstanceSpec.from_props(props)
         for kept in hostops.remove(_run(props), spec, log=_report(props)):

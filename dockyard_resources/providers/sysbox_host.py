@@ -21,7 +21,7 @@ from dockyard_resources.hostops import sysbox_host as ops
 from dockyard_resources.providers import quiet_errors
 from dockyard_resources.providers.inputs import checked, connection_problems, normal
 from dockyard_resources.providers.inputs import has_unknown as _unknown
-from dockyard_resources.providers.progress import Report, reporter
+from dockyard_resources.providers.progress import Report, reporter, traced
 from dockyard_resources.render import sysbox_host as render
 from dockyard_resources.transport import SshTarget
 
@@ -220,6 +220,9 @@ def _report(props: Mapping[str, Any]) -> Report:
     return reporter("SysboxHost", props.get("hostName"))
 
 
+_traced = traced("SysboxHost", lambda props: props.get("hostName"))
+
+
 class SysboxHostProvider(dyn.ResourceProvider):
     serialize_as_secret_always = True
 
@@ -249,12 +252,14 @@ class SysboxHostProvider(dyn.ResourceProvider):
         report("done" if outcome.actions else "nothing to change")
         return _outputs(inputs, outcome)
 
+    @_traced
     def create(self, props: dict[str, Any]) -> dyn.CreateResult:
         outs = self._install(props, None)
         conn = props["connection"]
         port = int(conn.get("port") or 22)
         return dyn.CreateResult(f"{outs['hostName']}@{conn['host']}:{port}", outs)
 
+    @_traced
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dyn.UpdateResult:
         restart = sysbox_restart_problem(
             olds.get("sysbox"), news.get("sysbox"), news.get("allowSysboxRestart"),
@@ -264,6 +269,7 @@ class SysboxHostProvider(dyn.ResourceProvider):
             raise InputError(f"SysboxHost {olds.get('hostName')}: {restart}")
         return dyn.UpdateResult(self._install(news, olds.get("hostKey")))
 
+    @_traced
     def read(self, id_: str, props: dict[str, Any]) -> dyn.ReadResult:
         request = ops.HostRequest.from_props(props)
         plan = request.plan(str(props["arch"]))
@@ -288,6 +294,7 @@ class SysboxHostProvider(dyn.ResourceProvider):
             _report(props)(f"drifted: {'; '.join(drift)}")
         return dyn.ReadResult(id_, outs)
 
+    @_traced
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         name = props.get("hostName")
         target = _target(props["connection"], props.get("hostKey"))

@@ -19,8 +19,10 @@ class StreamCapture:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._chunks: list[str] = []
         self._partial = ""
+        self.bytes = 0  # raw bytes received on this stream
 
     def feed(self, data: bytes) -> None:
+        self.bytes += len(data)
         text = self._decoder.decode(data)
         if not text:
             return

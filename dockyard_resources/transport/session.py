@@ -18,6 +18,7 @@ from pathlib import Path
 
 import paramiko
 
+from . import trace
 from .connect import CHANNEL_TIMEOUT, connect
 from .errors import CommandFailed, CommandTimeout, ConnectionLost, TransportError
 from .hostkeys import fingerprint_of, normalize_key_line
@@ -104,7 +105,9 @@ class SshSession:
         # After the first connection the key seen then is pinned: trust on first use
         # covers the first connection only.
         pins = [self._host_key] if self._host_key else list(self._resolved.known_host_keys)
+        started = time.monotonic()
         connected = connect(self._resolved, pins)
+        trace.record_connect(self.address, started, time.monotonic())
         self._client = connected.client
         self._host_key = self._host_key or connected.host_key
         self.connects += 1
@@ -274,7 +277,17 @@ class SshSession:
                 if writer is not None:
                     writer.join()
         stdout, stderr = out.finish(), err.finish()
-        elapsed = time.monotonic() - started
+        ended = time.monotonic()
+        elapsed = ended - started
+        sent = writer.sent if writer is not None else 0
+        trace.record_command(
+            self.address,
+            step,
+            started=started,
+            ended=ended,
+            sent=sent,
+            received=out.bytes + err.bytes,
+        )
         if timeout is not None and exit_code in (124, 137) and elapsed >= timeout:
             raise CommandTimeout(step, timeout, err.tail(), out.tail())
         if exit_code != 0 and check:
@@ -348,6 +361,7 @@ class _StdinWriter:
         self._channel = channel
         self._chunks = chunks
         self.error: BaseException | None = None
+        self.sent = 0
         self._thread = threading.Thread(target=self._write, name="ssh-stdin", daemon=True)
         self._thread.start()
 
@@ -355,6 +369,7 @@ class _StdinWriter:
         try:
             for chunk in self._chunks:
                 self._channel.sendall(chunk)
+                self.sent += len(chunk)
             self._channel.shutdown_write()
         except (OSError, EOFError, paramiko.SSHException) as exc:
             # The command stopped reading (exited, or the channel closed): its exit

@@ -383,7 +383,9 @@ def test_daemons_and_groups_are_isolated(
 
 
 def _fetch(sh: SshShell, inst: Instance, image: str, url: str) -> tuple[int, str]:
-    return sh.run(inst.docker(f"run --rm {image} wget -T 5 -qO- {shlex.quote(url)} 2>&1"))
+    """(exit code, page body without its trailing newline) of a wget from a fresh container."""
+    code, out = sh.run(inst.docker(f"run --rm {image} wget -T 5 -qO- {shlex.quote(url)} 2>&1"))
+    return code, out.strip()
 
 
 def test_instances_cannot_reach_each_others_containers(

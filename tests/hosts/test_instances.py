@@ -37,6 +37,7 @@ from tests.hosts.checks import (
     dockyard_traces,
 )
 from tools.testbed.artifacts import TestbedArtifacts
+from tools.testbed.props import instance_props
 from tools.testimage.busybox_image import DEFAULT_TAG, image_archive
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(3600)]
@@ -84,20 +85,9 @@ def _connection(target: SshTarget) -> dict[str, Any]:
 
 
 def _props(conn: dict[str, Any], n: int, members: list[str]) -> dict[str, Any]:
-    return {
-        "connection": conn,
-        "hostName": "testhost",
-        "dockerDir": sysbox_render.docker_dir(DOCKER_VERSION),
-        "sysboxDir": sysbox_render.sysbox_dir(SYSBOX_VERSION),
-        "prefix": f"dy{n}_",
-        "root": f"/dy{n}",
-        "bridgeCidr": f"172.22.{n}.1/24",
-        "fixedCidr": f"172.22.{n}.0/24",
-        "poolBase": f"172.23.{n * 16}.0/20",
-        "poolSize": 24.0,
-        "members": members,
-        "owner": f"tests/hosts/testhost-dy{n}_",
-    }
+    return instance_props(
+        conn, n, host_name="testhost", owner=f"tests/hosts/testhost-dy{n}_", members=members
+    )
 
 
 SYSBOX_OWNER = "tests/hosts/testhost-sysbox"

@@ -302,7 +302,10 @@ def test_stop_stops_only_its_own_owners_unit(host: Host, owner: str, stopped: bo
     unit(host.units, PREFIX, spec.root, owner)
     ran = host.run(hostops._stop_script(spec))
     assert ran.code == 0, ran.out
-    wanted = [f"systemctl disable -q {spec.service_name}", f"systemctl stop {spec.service_name}"]
+    wanted = [
+        f"systemctl disable -q --no-reload {spec.service_name}",
+        f"systemctl stop {spec.service_name}",
+    ]
     assert [c for c in ran.calls if c in wanted] == (wanted if stopped else [])
 
 

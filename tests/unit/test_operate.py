@@ -168,10 +168,10 @@ PROPS: dict[str, Any] = {
 def test_a_parked_instance_is_installed_but_disabled() -> None:
     spec = InstanceSpec.from_props(PROPS)
     parked = hostops._install_script(spec, enabled=False)
-    assert "systemctl disable -q dy1_docker.service" in parked
+    assert "systemctl disable -q --no-reload dy1_docker.service" in parked
     assert "systemctl enable -q" not in parked
     running = hostops._install_script(spec, enabled=True)
-    assert "systemctl enable -q dy1_docker.service" in running
+    assert "systemctl enable -q --no-reload dy1_docker.service" in running
     assert "systemctl stop dy1_docker.service" in hostops._park_script(spec)
 
 

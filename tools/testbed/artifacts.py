@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from dockyard_resources.config.versions import DOCKER_VERSIONS, SYSBOX_VERSIONS
+from dockyard_resources.config.versions import DOCKER_VERSIONS, SYSBOX_VERSIONS, Arch
 from dockyard_resources.hostops import artifacts as host_artifacts
 from dockyard_resources.render.sysbox_host import Artifact as HostArtifact
 from dockyard_resources.vm.paths import cache_root
@@ -36,7 +36,7 @@ from tools.standins.build import build_standins
 ENV_VAR = "DOCKYARD_TEST_ARTIFACTS"
 DOCKER_VERSION = "29.2.1"
 SYSBOX_VERSION = "0.6.7"
-ARCH = "x86_64"
+ARCH: Arch = "x86_64"
 # Names under ${DOCKYARD_CACHE}/testbed/ (what stacks/Pulumi.testbed.yaml points at).
 DOCKER_LINK = f"docker-{DOCKER_VERSION}.tgz"
 SYSBOX_LINK = f"sysbox-ce-{SYSBOX_VERSION}-amd64.deb"

@@ -1,0 +1,61 @@
+"""The benchmark's arithmetic and outputs, on made-up trace events (the bench itself runs
+by hand or with `make bench`: it measures, it does not test)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tools.bench import report
+from tools.bench.measure import Phase, Recorder
+
+
+def command(start: float, end: float, *, resource: str = "r", step: str = "s") -> dict[str, Any]:
+    return {
+        "kind": "command", "address": "h:22", "step": step, "resource": resource,
+        "started": start, "ended": end, "sent": 10, "received": 5,
+    }  # fmt: skip
+
+
+def test_host_busy_counts_overlapping_commands_once() -> None:
+    phase = Phase("p", started=0.0, ended=10.0)
+    phase.events = [command(1, 4), command(2, 3), command(3, 6), command(8, 9)]
+    assert phase.host_busy == 6.0  # [1, 6] and [8, 9]
+    assert phase.host_share == 0.6
+    assert (phase.commands, phase.bytes_sent, phase.bytes_received) == (4, 40, 20)
+
+
+def test_recorder_keeps_only_the_events_inside_each_phase(tmp_path: Path) -> None:
+    trace_file = tmp_path / "trace.jsonl"
+    rec = Recorder(trace_file, say=lambda _line: None)
+    with rec.phase("first") as first:
+        now = first.started
+        events = [
+            {"kind": "connect", "address": "h:22", "started": now, "ended": now},
+            command(now - 100, now - 99),  # before the phase: not counted
+        ]
+        trace_file.write_text("".join(json.dumps(e) + "\n" for e in events))
+    assert first.connections == 1 and first.commands == 0
+    assert first.connections_per_host() == {"h:22": 1}
+
+
+def test_figures_compare_each_count_with_one_instance() -> None:
+    one = Phase("DockyardInstance create x1", started=0, ended=10, extra={"instances": 1})
+    one.events = [command(0, 9)]
+    four = Phase("DockyardInstance create x4", started=0, ended=15, extra={"instances": 4})
+    figures = report.figures([one, four])
+    assert figures["ratio4to1"] == 1.5
+    assert figures["dockyardOverheadShareOneInstance"] == 0.1
+
+
+def test_timeline_draws_one_row_per_resource(tmp_path: Path) -> None:
+    phase = Phase("DockyardInstance create x2", started=100.0, ended=130.0)
+    phase.events = [
+        command(101, 110, resource="DockyardInstance h/dy1_", step="install instance dy1_"),
+        command(102, 120, resource="DockyardInstance h/dy2_", step="install instance dy2_"),
+    ]
+    assert report._rows(phase) == ["DockyardInstance h/dy1_", "DockyardInstance h/dy2_"]
+    picture = tmp_path / "timeline.png"
+    report.timeline([phase], picture)
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

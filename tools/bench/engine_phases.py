@@ -1,0 +1,49 @@
+"""Bench phases through the real Pulumi engine: the testbed stack (a QEMU VM, SysboxHost and
+three instances) `up`, a no-change `up`, `preview`, `refresh`, and `destroy`. The provider
+processes inherit DOCKYARD_TRACE, so their SSH work lands in the same trace file."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from dockyard_resources import ci, workdir
+from tools.bench.measure import Recorder
+
+STACK_FILE = workdir.REPO_ROOT / "stacks" / "Pulumi.testbed.yaml"
+
+
+def run(rec: Recorder, environ: dict[str, str], engine_log: Path) -> None:
+    with engine_log.open("a") as log_file:
+
+        def quiet(message: str) -> None:
+            print(message, file=log_file, flush=True)
+
+        stack_run = ci.CiRun(
+            stack_file=STACK_FILE,
+            keep_on_failure=False,
+            acceptance_args=(),
+            log=ci.Progress(log_file, time.monotonic()),
+            environ=environ,
+        )
+        config = ci.load_config(STACK_FILE)
+        try:
+            stack = stack_run.create(config)
+            with rec.phase("engine: up (VM + SysboxHost + 3 instances)"):
+                stack.up(on_output=quiet, color="never")
+            with rec.phase("engine: up again, nothing changed") as again:
+                result = stack.up(on_output=quiet, color="never")
+            again.extra.update(changes=_changes(result.summary.resource_changes))
+            with rec.phase("engine: preview"):
+                stack.preview(on_output=quiet, color="never")
+            with rec.phase("engine: refresh"):
+                stack.refresh(on_output=quiet, color="never")
+        finally:
+            with rec.phase("engine: destroy"):
+                stack_run.destroy()
+
+
+def _changes(summary: Mapping[Any, int] | None) -> dict[str, int]:
+    return {str(k): v for k, v in (summary or {}).items() if str(k) != "same"}

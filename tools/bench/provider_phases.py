@@ -1,0 +1,113 @@
+"""Bench phases that drive the providers directly on one bare QEMU VM: SysboxHost create,
+N instances created together (as Pulumi does for one host), their memory on the host, and
+deletes. The providers run in this process, so their SSH work is traced here."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from dockyard_resources.providers.instance import DockyardInstanceProvider
+from dockyard_resources.providers.sysbox_host import SysboxHostProvider
+from dockyard_resources.transport import SshTarget, session
+from dockyard_resources.vm import runner
+from tools.bench.measure import Recorder
+from tools.testbed import props as testbed_props
+from tools.testbed.artifacts import TestbedArtifacts
+
+DOCKER_VERSION = testbed_props.DOCKER_VERSION
+SYSBOX_VERSION = testbed_props.SYSBOX_VERSION
+HOST_NAME = "bench"
+OWNER = "tools/bench"
+
+
+def connection(vm: runner.Vm) -> dict[str, Any]:
+    return {
+        "host": runner.SSH_HOST,
+        "port": float(vm.port),
+        "user": runner.ROOT_USER,
+        "privateKey": vm.private_key,
+        "hostKey": vm.host_key,
+    }
+
+
+def sysbox_props(vm: runner.Vm, chosen: TestbedArtifacts) -> dict[str, Any]:
+    def artifact(version: str, path: str, sha256: str) -> dict[str, Any]:
+        return {"version": version, "artifacts": {"x86_64": {"url": path, "sha256": sha256}}}
+
+    return {
+        "connection": connection(vm),
+        "hostName": HOST_NAME,
+        "docker": artifact(DOCKER_VERSION, str(chosen.docker.path), chosen.docker.sha256),
+        "sysbox": artifact(SYSBOX_VERSION, str(chosen.sysbox.path), chosen.sysbox.sha256),
+        "artifactsMode": "upload",
+        "allowSysboxRestart": False,
+        "owner": f"{OWNER}/sysbox",
+    }
+
+
+def instance_props(vm: runner.Vm, n: int) -> dict[str, Any]:
+    return testbed_props.instance_props(
+        connection(vm), n, host_name=HOST_NAME, owner=f"{OWNER}/dy{n}_"
+    )
+
+
+def mem_available_mb(vm: runner.Vm) -> float:
+    out = session_run(vm, "awk '/^MemAvailable:/ {print $2}' /proc/meminfo", step="meminfo")
+    return int(out) / 1024
+
+
+def session_run(vm: runner.Vm, script: str, *, step: str) -> str:
+    ssh = session(
+        SshTarget(
+            host=runner.SSH_HOST,
+            port=vm.port,
+            user=runner.ROOT_USER,
+            private_key=vm.private_key,
+            host_key=vm.host_key,
+            use_agent=False,
+            look_for_keys=False,
+        )
+    )
+    return ssh.run(script, step=step).stdout.strip()
+
+
+def together(calls: list[Callable[[], Any]]) -> list[Any]:
+    """Run the calls at the same time, as the Pulumi engine does for sibling resources."""
+    if not calls:
+        return []
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        futures = [pool.submit(call) for call in calls]
+        return [f.result() for f in futures]
+
+
+def sysbox_host_create(rec: Recorder, vm: runner.Vm, chosen: TestbedArtifacts) -> dict[str, Any]:
+    with rec.phase("SysboxHost create (upload + install)"):
+        created = SysboxHostProvider().create(sysbox_props(vm, chosen))
+    return created.outs or {}
+
+
+def instances_scaling(rec: Recorder, vm: runner.Vm, counts: list[int]) -> None:
+    """For each N: create N instances together, note the host memory they take, delete."""
+    provider = DockyardInstanceProvider()
+    for n in counts:
+        props = [instance_props(vm, i) for i in range(1, n + 1)]
+        idle_mb = mem_available_mb(vm)
+        try:
+            with rec.phase(f"DockyardInstance create x{n}") as created:
+                together([functools.partial(provider.create, p) for p in props])
+            time.sleep(5)  # let the daemons settle before reading memory
+            used = idle_mb - mem_available_mb(vm)
+            created.extra.update(instances=n, hostMemoryMbPerInstance=round(used / n, 1))
+        finally:
+            with rec.phase(f"DockyardInstance delete x{n}") as deleted:
+                together([functools.partial(provider.delete, "", p) for p in props])
+            deleted.extra.update(instances=n)
+
+
+def sysbox_host_delete(rec: Recorder, outs: dict[str, Any]) -> None:
+    with rec.phase("SysboxHost delete"):
+        SysboxHostProvider().delete("", outs)
