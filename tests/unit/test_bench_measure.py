@@ -7,8 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from dockyard_resources.render.instance import DIR_MODES, InstanceSpec, instance_files
 from tools.bench import report
+from tools.bench.baseline import per_step_commands
 from tools.bench.measure import Phase, Recorder
+from tools.testbed.props import instance_props
 
 
 def command(start: float, end: float, *, resource: str = "r", step: str = "s") -> dict[str, Any]:
@@ -59,3 +62,15 @@ def test_timeline_draws_one_row_per_resource(tmp_path: Path) -> None:
     picture = tmp_path / "timeline.png"
     report.timeline([phase], picture)
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_per_step_baseline_writes_every_file_dockyard_renders_one_command_each() -> None:
+    conn = {"host": "h", "port": 22.0, "user": "root"}
+    spec = InstanceSpec.from_props(instance_props(conn, 1, host_name="h", owner="o"))
+    steps = per_step_commands(spec)
+    files = instance_files(spec)
+    for f in files:
+        (body,) = [b for command, b in steps if f"cat >{f.path} " in command]
+        assert body == f.content.encode()
+    assert sum(command.startswith("install -d ") for command, _ in steps) == len(DIR_MODES)
+    assert steps[-1][0] == f"systemctl start {spec.service_name}"

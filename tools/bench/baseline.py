@@ -1,9 +1,15 @@
-"""The connection-per-command baseline: the very scripts Dockyard ran for one instance,
-replayed the common way, each through a new `ssh host cmd` (OpenSSH client, a full
-handshake per command, as a shell loop or a chain of remote-command resources does)."""
+"""The connection-per-command baselines, each command through a new `ssh host cmd`
+(OpenSSH client, a full handshake per command, as a shell loop or a chain of
+remote-command resources does):
+
+- replay: the very scripts Dockyard ran for one instance;
+- per step: the same instance made the common way, one command per step (each directory,
+  each file, the group, the user, the reload, enable and start), with the files Dockyard
+  renders. A stand-in for such a tool, written for this comparison only."""
 
 from __future__ import annotations
 
+import shlex
 import statistics
 import subprocess
 import time
@@ -13,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dockyard_resources.providers.instance import DockyardInstanceProvider
+from dockyard_resources.render.instance import DIR_MODES, InstanceSpec, instance_files
 from dockyard_resources.transport import SshSession
 from dockyard_resources.vm import runner
 from tools.bench.measure import Recorder
@@ -66,21 +73,71 @@ def connection_seconds(vm: runner.Vm, work: Path, tries: int = 5) -> float:
     return statistics.median(times)
 
 
-def compare(rec: Recorder, vm: runner.Vm, work: Path) -> None:
-    """One instance by Dockyard (pooled connection), then the same scripts by the baseline."""
+def per_step_commands(spec: InstanceSpec) -> Recorded:
+    """One instance the common way: a command per step, with Dockyard's rendered files."""
+    group, user = shlex.quote(spec.group), shlex.quote(spec.user)
+    steps: Recorded = [
+        ("ip -j -4 route show table all; ip -j -4 addr show", b""),
+        (f"getent group {group} || groupadd --system {group}", b""),
+        (
+            f"id -u {user} || useradd --system --gid {group} --no-create-home"
+            f" --home-dir {shlex.quote(spec.root)} --shell /usr/sbin/nologin {user}",
+            b"",
+        ),
+    ]
+    for sub, mode in DIR_MODES.items():
+        path = shlex.quote(spec.path(sub) if sub else spec.root)
+        steps.append((f"install -d -o root -g {group} -m {mode:04o} {path}", b""))
+    for f in instance_files(spec):
+        owner = f"root:{spec.group}" if f.group_readable else "root:root"
+        path = shlex.quote(f.path)
+        write = f"mkdir -p $(dirname {path}) && cat >{path} && chmod {f.mode:o} {path}"
+        steps.append((f"{write} && chown {owner} {path}", f.content.encode()))
+    unit = shlex.quote(spec.service_name)
+    runc = shlex.quote(spec.path("bin", "sysbox-runc"))
+    steps += [
+        (f"install -m 0755 -g {group} {shlex.quote(spec.sysbox_dir)}/sysbox-runc {runc}", b""),
+        (f"gpasswd -M '' {group}", b""),
+        ("systemctl daemon-reload", b""),
+        (f"systemctl enable -q {unit}", b""),
+        (f"systemctl start {unit}", b""),  # the unit's ExecStartPost waits for the socket
+    ]
+    return steps
+
+
+def _race(
+    rec: Recorder, vm: runner.Vm, work: Path, names: tuple[str, str], *, steps: Recorded | None
+) -> None:
+    """Dockyard creates instance 1 (phase names[0]); it is deleted; the baseline makes it
+    again with `steps`, or the scripts Dockyard ran when None (phase names[1]); deleted."""
     provider = DockyardInstanceProvider()
     props = instance_props(vm, 1)
-    with recording() as calls, rec.phase("Dockyard: one instance (one pooled connection)") as ours:
+    with recording() as calls, rec.phase(names[0]) as ours:
         provider.create(props)
     provider.delete("", props)
+    commands = calls if steps is None else steps
     argv = _ssh_argv(vm, _known_hosts(vm, work))
     try:
-        with rec.phase("baseline: the same commands, one new ssh each") as theirs:
-            for command, body in calls:
+        with rec.phase(names[1]) as theirs:
+            for command, body in commands:
                 subprocess.run([*argv, command], input=body, check=True, capture_output=True)
-            theirs.extra.update(sshConnections=len(calls), commands=len(calls))
+            theirs.extra.update(sshConnections=len(commands), commands=len(commands))
     finally:
         provider.delete("", props)
-    cost = connection_seconds(vm, work)
-    theirs.extra.update(connectionSeconds=round(cost, 3))
+    theirs.extra.update(connectionSeconds=round(connection_seconds(vm, work), 3))
     ours.extra.update(baselineRatio=round(ours.wall / theirs.wall, 3) if theirs.wall else None)
+
+
+def compare(rec: Recorder, vm: runner.Vm, work: Path) -> None:
+    """Dockyard against the replay of its own scripts, one new ssh each."""
+    names = ("Dockyard: one instance (one pooled connection)",
+             "baseline: the same commands, one new ssh each")  # fmt: skip
+    _race(rec, vm, work, names, steps=None)
+
+
+def per_step(rec: Recorder, vm: runner.Vm, work: Path) -> None:
+    """Dockyard against the same instance made one command per step, one new ssh each."""
+    spec = InstanceSpec.from_props(instance_props(vm, 1))
+    names = ("Dockyard: one instance, again (pooled connection)",
+             "baseline: one instance, one new ssh per step")  # fmt: skip
+    _race(rec, vm, work, names, steps=per_step_commands(spec))

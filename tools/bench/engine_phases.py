@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from dockyard_resources import ci, workdir
 from tools.bench.measure import Recorder
@@ -21,13 +21,7 @@ def run(rec: Recorder, environ: dict[str, str], engine_log: Path) -> None:
         def quiet(message: str) -> None:
             print(message, file=log_file, flush=True)
 
-        stack_run = ci.CiRun(
-            stack_file=STACK_FILE,
-            keep_on_failure=False,
-            acceptance_args=(),
-            log=ci.Progress(log_file, time.monotonic()),
-            environ=environ,
-        )
+        stack_run = _stack_run(environ, log_file)
         config = ci.load_config(STACK_FILE)
         try:
             stack = stack_run.create(config)
@@ -43,6 +37,40 @@ def run(rec: Recorder, environ: dict[str, str], engine_log: Path) -> None:
         finally:
             with rec.phase("engine: destroy"):
                 stack_run.destroy()
+
+
+def hosts_scaling(
+    rec: Recorder, environ: dict[str, str], counts: list[int], engine_log: Path
+) -> None:
+    """For each k: a stack of k testbed hosts (one instance each) up, then destroyed; the
+    engine creates the hosts in parallel, each VM booted by this machine."""
+    base = ci.load_config(STACK_FILE)
+    first = base["dockyard:hosts"][0]
+    for k in counts:
+        hosts = [
+            {**first, "name": f"testbed-{i}", "instances": first["instances"][:1]}
+            for i in range(1, k + 1)
+        ]
+        with engine_log.open("a") as log_file:
+            stack_run = _stack_run(environ, log_file)
+            try:
+                stack = stack_run.create({**base, "dockyard:hosts": hosts})
+                with rec.phase(f"engine: up, {k} host(s) with one instance each") as up:
+                    stack.up(on_output=lambda line: print(line, file=log_file), color="never")
+                up.extra.update(hosts=k)
+            finally:
+                stack_run.destroy()
+
+
+def _stack_run(environ: dict[str, str], log_file: TextIO) -> ci.CiRun:
+    """A throw-away stack from the testbed stack file, as the `ci` command makes one."""
+    return ci.CiRun(
+        stack_file=STACK_FILE,
+        keep_on_failure=False,
+        acceptance_args=(),
+        log=ci.Progress(log_file, time.monotonic()),
+        environ=environ,
+    )
 
 
 def _changes(summary: Mapping[Any, int] | None) -> dict[str, int]:

@@ -53,7 +53,10 @@ def figures(phases: list[Phase]) -> dict[str, Any]:
                 out[f"hostMemoryMbPerInstance{n}"] = p.extra.get("hostMemoryMbPerInstance")
     ours = by_name.get("Dockyard: one instance (one pooled connection)")
     if ours:
-        out["dockyardToBaselineRatio"] = ours.extra.get("baselineRatio")
+        out["dockyardToReplayBaselineRatio"] = ours.extra.get("baselineRatio")
+    again = by_name.get("Dockyard: one instance, again (pooled connection)")
+    if again:
+        out["dockyardToPerStepBaselineRatio"] = again.extra.get("baselineRatio")
     host = by_name.get("SysboxHost create (upload + install)")
     three = by_name.get("DockyardInstance create x3")
     if host and three:
@@ -68,6 +71,10 @@ def figures(phases: list[Phase]) -> dict[str, Any]:
     ):
         if name in by_name:
             out[f"{key}SshConnectionsPerHost"] = by_name[name].connections_per_host()
+    for p in phases:
+        k = p.extra.get("hosts")
+        if k:
+            out[f"upWith{k}HostsSeconds"] = round(p.wall, 1)
     return out
 
 

@@ -2,8 +2,9 @@
 
 Phases, in one run: a bare VM booted cold; SysboxHost create; N instances created together
 for each N asked for (memory per instance on the host, deletes); one instance by Dockyard
-against the same commands over one new `ssh` each (the baseline); then the testbed stack
-through the real engine (up, no-change up, preview, refresh, destroy). Prints a table,
+against the same work over one new `ssh` per command (the baselines); then the testbed
+stack through the real engine (up, no-change up, preview, refresh, destroy) and stacks of
+1..3 hosts (one `up` each). Prints a table,
 writes bench.json, timeline.png and the trace to the output directory. Never fails on a
 time: the exit code says only whether every phase ran.
 """
@@ -43,6 +44,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--memory-mb", type=int, default=BENCH_VM_MEMORY_MB)
     parser.add_argument("--out", type=Path, help="output directory (default: a new one under"
                         " ${DOCKYARD_CACHE}/bench/)")  # fmt: skip
+    parser.add_argument(
+        "--hosts",
+        default="1,2,3",
+        help="host counts per stack for the engine's scaling phase (default 1,2,3; '' for none)",
+    )
     parser.add_argument("--skip-engine", action="store_true", help="no engine phases")
     parser.add_argument("--skip-baseline", action="store_true", help="no baseline phase")
     return parser.parse_args(argv)
@@ -95,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             provider_phases.instances_scaling(rec, vm, counts)
             if not args.skip_baseline:
                 baseline.compare(rec, vm, out)
+                baseline.per_step(rec, vm, out)
             provider_phases.sysbox_host_delete(rec, outs)
         finally:
             close_all()
@@ -103,7 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_engine:
             if shutil.which("pulumi") is None:
                 raise SystemExit("no `pulumi` on PATH: run `make bench` (it puts one there)")
-            engine_phases.run(rec, workdir.pulumi_environment(), out / "engine.log")
+            environ = workdir.pulumi_environment()
+            engine_phases.run(rec, environ, out / "engine.log")
+            hosts = [int(k) for k in args.hosts.split(",") if k.strip()]
+            engine_phases.hosts_scaling(rec, environ, hosts, out / "engine.log")
     except Exception as exc:  # report what ran, then say what broke
         failed = exc
     report.table(rec.phases, console)
