@@ -125,12 +125,9 @@ class CiRun:
 
     # --- steps --------------------------------------------------------------------------
     def _workspace(self) -> auto.LocalWorkspace:
-        pulumi = shutil.which("pulumi", path=self.environ.get("PATH"))
+        pulumi = workdir.pulumi_binary(self.environ)
         if pulumi is None:
-            raise CiError(
-                "no `pulumi` on PATH: put the Pulumi CLI on PATH (make pulumi-cli builds one"
-                " and prints its directory: PATH=$(scripts/pulumi-cli.sh):$PATH)"
-            )
+            raise CiError(workdir.NO_PULUMI)
         return auto.LocalWorkspace(
             work_dir=str(self.work_dir),
             env_vars=self.environ,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,17 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # Top-level keys of a stack file that belong to its secrets provider: taken over together
 # with the `secure:` values they decrypt, when the checkout's file has them.
 _SECRETS_KEYS = ("encryptionsalt", "secretsprovider", "encryptedkey")
+
+
+NO_PULUMI = (
+    "no `pulumi` on PATH: put the Pulumi CLI on PATH (make pulumi-cli builds one and prints"
+    " its directory: PATH=$(scripts/pulumi-cli.sh):$PATH)"
+)
+
+
+def pulumi_binary(environ: Mapping[str, str]) -> str | None:
+    """The `pulumi` that `environ`'s PATH finds, if any (say NO_PULUMI when there is none)."""
+    return shutil.which("pulumi", path=environ.get("PATH"))
 
 
 def pulumi_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,12 +89,9 @@ class DeployedStack:
     env: dict[str, str]
 
     def pulumi(self, *args: str, timeout: float = 3600) -> subprocess.CompletedProcess[str]:
-        pulumi = shutil.which("pulumi", path=self.env.get("PATH"))
+        pulumi = workdir.pulumi_binary(self.env)
         if pulumi is None:
-            raise StackError(
-                "no `pulumi` on PATH: put the Pulumi CLI on PATH"
-                " (PATH=$(scripts/pulumi-cli.sh):$PATH)"
-            )
+            raise StackError(workdir.NO_PULUMI)
         argv = [pulumi, *args, "--stack", self.name, "--non-interactive"]
         proc = subprocess.run(
             argv,

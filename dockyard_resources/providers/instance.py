@@ -254,41 +254,35 @@ class DockyardInstanceProvider(ResourceProvider):
             delete_before_replace=bool(replaces),
         )
 
-    @_traced
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        spec = InstanceSpec.from_props(props)
-        report = _report(props)
+    def _install(
+        self, props: dict[str, Any], *, check_networks: bool, adopt: bool
+    ) -> dict[str, Any]:
+        """Converge the host to `props` and return the outputs of a healthy instance."""
         hostops.install(
             _run(props),
-            spec,
-            check_networks=True,
-            adopt=False,
+            InstanceSpec.from_props(props),
+            check_networks=check_networks,
+            adopt=adopt,
             enabled=props.get("enabled") is not False,
-            log=report,
+            log=_report(props),
         )
         outs = outputs(props)
         outs.update(healthy=True, health={})
-        return CreateResult(f"{props['hostName']}/{spec.prefix}", outs)
+        return outs
+
+    @_traced
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        outs = self._install(props, check_networks=True, adopt=False)
+        return CreateResult(f"{props['hostName']}/{props['prefix']!s}", outs)
 
     @_traced
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        spec = InstanceSpec.from_props(news)
         networks_changed = any(
             _comparable(k, olds.get(k)) != _comparable(k, news.get(k)) for k in NETWORK_KEYS
         )
         # An instance an earlier Dockyard made has no owner in its state: it is adopted.
         adopt = not olds.get("owner")
-        hostops.install(
-            _run(news),
-            spec,
-            check_networks=networks_changed,
-            adopt=adopt,
-            enabled=news.get("enabled") is not False,
-            log=_report(news),
-        )
-        outs = outputs(news)
-        outs.update(healthy=True, health={})
-        return UpdateResult(outs)
+        return UpdateResult(self._install(news, check_networks=networks_changed, adopt=adopt))
 
     @_traced
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:

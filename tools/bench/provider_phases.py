@@ -56,23 +56,10 @@ def instance_props(vm: runner.Vm, n: int) -> dict[str, Any]:
 
 
 def mem_available_mb(vm: runner.Vm) -> float:
-    out = session_run(vm, "awk '/^MemAvailable:/ {print $2}' /proc/meminfo", step="meminfo")
+    # The providers' own target, so the read shares their pooled connection.
+    ssh = session(SshTarget.from_props(connection(vm)))
+    out = ssh.run("awk '/^MemAvailable:/ {print $2}' /proc/meminfo", step="meminfo").stdout
     return int(out) / 1024
-
-
-def session_run(vm: runner.Vm, script: str, *, step: str) -> str:
-    ssh = session(
-        SshTarget(
-            host=runner.SSH_HOST,
-            port=vm.port,
-            user=runner.ROOT_USER,
-            private_key=vm.private_key,
-            host_key=vm.host_key,
-            use_agent=False,
-            look_for_keys=False,
-        )
-    )
-    return ssh.run(script, step=step).stdout.strip()
 
 
 def together(calls: list[Callable[[], Any]]) -> list[Any]:

@@ -32,11 +32,11 @@ def table(phases: list[Phase], console: Console) -> None:
 
 
 def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB"):
-        if n < 1024 or unit == "MiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
+    if n < 1024:
+        return f"{n} B"
+    if n < 1024**2:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n / 1024**2:.1f} MiB"
 
 
 def figures(phases: list[Phase]) -> dict[str, Any]:
@@ -92,10 +92,11 @@ def timeline(phases: list[Phase], path: Path) -> None:
     shown = [p for p in phases if p.events and _worth_a_panel(p)]
     if not shown:
         return
-    fig, axes = plt.subplots(
-        len(shown), 1, figsize=(12, 2.2 + sum(len(_rows(p)) for p in shown) * 0.45)
+    fig, grid = plt.subplots(
+        len(shown), 1, figsize=(12, 2.2 + sum(len(_rows(p)) for p in shown) * 0.45), squeeze=False
     )
-    for ax, phase in zip([axes] if len(shown) == 1 else axes, shown, strict=True):
+    axes = list(grid[:, 0])
+    for ax, phase in zip(axes, shown, strict=True):
         rows = _rows(phase)
         for event in phase.events:
             y = rows.index(_row_of(event))
@@ -109,8 +110,7 @@ def timeline(phases: list[Phase], path: Path) -> None:
         ax.set_xlim(0, phase.wall)
         ax.set_title(f"{phase.name}: {phase.wall:.0f} s wall", fontsize=9)
         ax.invert_yaxis()
-    axes_list = [axes] if len(shown) == 1 else list(axes)
-    axes_list[-1].set_xlabel("seconds since the phase started (gray: SSH connection setup)")
+    axes[-1].set_xlabel("seconds since the phase started (gray: SSH connection setup)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
