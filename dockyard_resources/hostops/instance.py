@@ -3,9 +3,10 @@
 Rendering lives in `render.instance`, the text of the scripts run here in
 `render/templates/instance/` (probe, install, park, activate, inspect, stop, remove and the
 pieces they include); this module renders them and decides the order of steps and which of
-them run under the host lock. Mutations of shared state (users, groups, unit files,
-daemon-reload, iptables) run under the lock; waiting for dockerd to start or stop does not,
-so instances created in parallel do not queue behind each other's slow starts.
+them run under the host lock. Checks and claims across instances (ownership, nesting, root,
+user, group, unit file) run under the host lock; the instance's own files, the systemd
+reload and its rules under the lock of its root alone; waiting for dockerd to start or stop
+under neither, so instances created in parallel do not queue behind each other's work.
 """
 
 from __future__ import annotations
@@ -21,7 +22,12 @@ from typing import Any, Protocol
 from dockyard_resources.config.values import FORBIDDEN_TREES, HOME_PARENTS, SYSTEM_DIRS
 from dockyard_resources.errors import DockyardError
 from dockyard_resources.render import facts, iptables
-from dockyard_resources.render.common import bash_script, render
+from dockyard_resources.render.common import (
+    RELEASE_HOST_LOCK,
+    bash_script,
+    hold_dir_lock,
+    render,
+)
 from dockyard_resources.render.instance import (
     DIR_MODES,
     ROOT_MARKER_FILE,
@@ -201,8 +207,9 @@ def check_conflicts(run: Runner, spec: InstanceSpec) -> None:
 
 
 def _install_script(spec: InstanceSpec, *, adopt: bool = False, enabled: bool = True) -> str:
-    """The converging install, under the host lock. `adopt` (updates only) accepts the
-    unowned unit, root and user of an instance made by an earlier Dockyard version.
+    """The converging install: checks and claims under the host lock, the instance's own
+    files under the lock of its root. `adopt` (updates only) accepts the unowned unit, root
+    and user of an instance made by an earlier Dockyard version.
     `enabled=False` parks the instance: everything stays installed, the unit is disabled."""
     dirs = [(spec.path(d) if d else spec.root, f"{mode:04o}") for d, mode in DIR_MODES.items()]
     puts = [
@@ -214,6 +221,7 @@ def _install_script(spec: InstanceSpec, *, adopt: bool = False, enabled: bool = 
         )
         for f in instance_files(spec)
     ]
+    claim = next(put for put in puts if put[0] == spec.unit_path)
     body = render(
         "instance/install.sh.j2",
         spec=spec,
@@ -222,7 +230,10 @@ def _install_script(spec: InstanceSpec, *, adopt: bool = False, enabled: bool = 
         guards=guards(),
         dir_guard=_system_dir_patterns(),
         dirs=dirs,
-        puts=puts,
+        claim=claim,
+        puts=[put for put in puts if put is not claim],
+        hold_root_lock=hold_dir_lock("root"),
+        release_host_lock=RELEASE_HOST_LOCK,
         obsolete=[spec.path(*p) for p in OBSOLETE_FILES],
         systemd_dir=SYSTEMD_DIR,
         sysbox_service=SYSBOX_SERVICE,
@@ -433,6 +444,7 @@ def _remove_script(spec: InstanceSpec, bridges: list[str]) -> str:
         dir_guard=_system_dir_patterns(),
         sweep=iptables.sweep_function(spec.tag),
         keep_mark=KEEP_MARK,
+        hold_root_lock=hold_dir_lock("root"),
     )
     return bash_script(body)
 

@@ -51,6 +51,25 @@ fi
 """
 
 
+# Ends the host lock early in a script whose remaining steps touch only what its own lock
+# (`hold_dir_lock`) guards, so operations on other resources of the host need not wait.
+RELEASE_HOST_LOCK = "flock -u 9\nexec 9>&-\n"
+
+
+def hold_dir_lock(var: str) -> str:
+    """Shell: lock the directory named by `$var` (fd 8) until the script ends. A lock on the
+    resource's own directory goes away with it, so nothing is left behind on the host.
+    Taken while the host lock is held (always in that order: no two scripts can wait on
+    each other crosswise)."""
+    return (
+        f'exec 8<"${var}"\n'
+        f"if ! flock -w {HOST_LOCK_TIMEOUT_S} 8; then\n"
+        f'  echo "another Dockyard operation held ${var} for {HOST_LOCK_TIMEOUT_S}s" >&2\n'
+        "  exit 75\n"
+        "fi\n"
+    )
+
+
 def bash_script(body: str, *, locked: bool = True) -> str:
     """Wrap a script body in strict mode and, unless told otherwise, the host lock."""
     return _PREAMBLE + (_LOCK if locked else "") + body.rstrip("\n") + "\n"

@@ -415,6 +415,50 @@ def test_install_of_a_fresh_root_passes_the_guards_and_marks_the_root(host: Host
     assert host.run(hostops._install_script(spec)).code == 0
 
 
+# Records, at the moment each of these commands runs, whether the host lock and the lock of
+# the instance's root are held (a second `flock -n` on the same file fails while they are).
+LOCK_PROBE = f"""
+dy_locks() {{
+  local on_host=free on_root=free
+  flock -n {common.HOST_LOCK} true || on_host=held
+  flock -n "$root" true || on_root=held
+  dy_log "$1 host-lock=$on_host root-lock=$on_root"
+}}
+useradd() {{ dy_locks useradd; }}
+gpasswd() {{ dy_locks gpasswd; }}
+systemctl() {{
+  case "$1" in
+    daemon-reload | enable) dy_locks "systemctl-$1" ;;
+    is-active | is-enabled) return 3 ;;
+  esac
+}}
+"""
+
+
+def test_install_claims_under_the_host_lock_and_writes_its_own_files_under_its_root_lock(
+    host: Host,
+) -> None:
+    """The checks and claims (user, members, unit file) hold the host lock; the instance's
+    own files, the systemd reload and enable hold only its root's lock, so parallel
+    installs on one host take turns for the short part only."""
+    spec = host.spec()
+    ran = host.run(LOCK_PROBE + hostops._install_script(spec))
+    assert ran.code == 0, ran.out
+    seen = [call for call in ran.calls if "-lock=" in call]
+    assert seen == [
+        "useradd host-lock=held root-lock=free",
+        "gpasswd host-lock=held root-lock=free",
+        "systemctl-daemon-reload host-lock=free root-lock=held",
+        "systemctl-enable host-lock=free root-lock=held",
+    ], ran.calls
+    # Nothing of the instance's own files is written before the unit file claims the root.
+    script = hostops._install_script(spec)
+    released = script.index(common.RELEASE_HOST_LOCK)
+    assert script.index(f"put_file {spec.unit_path} ") < released
+    assert script.index("install -d ") > released
+    assert script.index("exec 8<") < released
+
+
 def _tree(*tops: Path) -> dict[str, str]:
     """Every path below `tops` with its kind and content: what a refused install must not
     change."""

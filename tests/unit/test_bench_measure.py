@@ -11,6 +11,7 @@ from dockyard_resources.render.instance import DIR_MODES, InstanceSpec, instance
 from tools.bench import report
 from tools.bench.baseline import per_step_commands
 from tools.bench.measure import Phase, Recorder
+from tools.bench.provider_phases import busy_share
 from tools.testbed.props import instance_props
 
 
@@ -46,10 +47,22 @@ def test_recorder_keeps_only_the_events_inside_each_phase(tmp_path: Path) -> Non
 def test_figures_compare_each_count_with_one_instance() -> None:
     one = Phase("DockyardInstance create x1", started=0, ended=10, extra={"instances": 1})
     one.events = [command(0, 9)]
-    four = Phase("DockyardInstance create x4", started=0, ended=15, extra={"instances": 4})
+    four = Phase(
+        "DockyardInstance create x4",
+        started=0,
+        ended=15,
+        extra={"instances": 4, "guestCpuBusy": 0.97},
+    )
     figures = report.figures([one, four])
     assert figures["ratio4to1"] == 1.5
     assert figures["dockyardOverheadShareOneInstance"] == 0.1
+    assert figures["guestCpuBusy4"] == 0.97
+
+
+def test_guest_cpu_busy_share_leaves_out_idle_and_iowait() -> None:
+    # (busy, total) ticks as cpu_ticks reads them: 300 of 400 new ticks were busy.
+    assert busy_share((1000, 5000), (1300, 5400)) == 0.75
+    assert busy_share((1000, 5000), (1000, 5000)) == 0.0
 
 
 def test_timeline_draws_one_row_per_resource(tmp_path: Path) -> None:

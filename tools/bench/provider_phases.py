@@ -55,11 +55,27 @@ def instance_props(vm: runner.Vm, n: int) -> dict[str, Any]:
     )
 
 
-def mem_available_mb(vm: runner.Vm) -> float:
+def _read(vm: runner.Vm, command: str, step: str) -> str:
     # The providers' own target, so the read shares their pooled connection.
-    ssh = session(SshTarget.from_props(connection(vm)))
-    out = ssh.run("awk '/^MemAvailable:/ {print $2}' /proc/meminfo", step="meminfo").stdout
-    return int(out) / 1024
+    return str(session(SshTarget.from_props(connection(vm))).run(command, step=step).stdout)
+
+
+def mem_available_mb(vm: runner.Vm) -> float:
+    return int(_read(vm, "awk '/^MemAvailable:/ {print $2}' /proc/meminfo", "meminfo")) / 1024
+
+
+def cpu_ticks(vm: runner.Vm) -> tuple[int, int]:
+    """(busy, total) clock ticks of all the guest's CPUs since boot (/proc/stat): idle and
+    iowait are not busy."""
+    values = [int(v) for v in _read(vm, "head -n 1 /proc/stat", "cpu ticks").split()[1:]]
+    total = sum(values[:8])  # user..steal; guest time is already inside user
+    return total - values[3] - values[4], total
+
+
+def busy_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """Share of the guest's CPU time that was busy between two `cpu_ticks` reads."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total > 0 else 0.0
 
 
 def together(calls: list[Callable[[], Any]]) -> list[Any]:
@@ -77,18 +93,39 @@ def sysbox_host_create(rec: Recorder, vm: runner.Vm, chosen: TestbedArtifacts) -
     return created.outs or {}
 
 
+def first_instance(rec: Recorder, vm: runner.Vm) -> None:
+    """The host's first instance create and delete, measured on their own: the first dockerd
+    start reads the binaries from the guest's disk (its page cache is cold), which would
+    otherwise inflate the one-instance figure the N-instance ratios divide by."""
+    provider = DockyardInstanceProvider()
+    props = instance_props(vm, 1)
+    try:
+        with rec.phase("DockyardInstance create, the host's first (cold caches)"):
+            provider.create(props)
+    finally:
+        with rec.phase("DockyardInstance delete, the host's first"):
+            provider.delete("", props)
+
+
 def instances_scaling(rec: Recorder, vm: runner.Vm, counts: list[int]) -> None:
     """For each N: create N instances together, note the host memory they take, delete."""
     provider = DockyardInstanceProvider()
     for n in counts:
         props = [instance_props(vm, i) for i in range(1, n + 1)]
-        idle_mb = mem_available_mb(vm)
+        idle_mb, ticks = mem_available_mb(vm), cpu_ticks(vm)
         try:
             with rec.phase(f"DockyardInstance create x{n}") as created:
                 together([functools.partial(provider.create, p) for p in props])
+            # How busy the guest's vCPUs were: near 100% means the emulated CPU, not the
+            # order of the steps, bounds the parallel creates.
+            busy = busy_share(ticks, cpu_ticks(vm))
             time.sleep(5)  # let the daemons settle before reading memory
             used = idle_mb - mem_available_mb(vm)
-            created.extra.update(instances=n, hostMemoryMbPerInstance=round(used / n, 1))
+            created.extra.update(
+                instances=n,
+                hostMemoryMbPerInstance=round(used / n, 1),
+                guestCpuBusy=round(busy, 3),
+            )
         finally:
             with rec.phase(f"DockyardInstance delete x{n}") as deleted:
                 together([functools.partial(provider.delete, "", p) for p in props])

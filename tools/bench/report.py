@@ -51,6 +51,7 @@ def figures(phases: list[Phase]) -> dict[str, Any]:
             if p.name.startswith("DockyardInstance create x") and n:
                 out[f"ratio{n}to1"] = round(p.wall / one.wall, 2)
                 out[f"hostMemoryMbPerInstance{n}"] = p.extra.get("hostMemoryMbPerInstance")
+                out[f"guestCpuBusy{n}"] = p.extra.get("guestCpuBusy")
     ours = by_name.get("Dockyard: one instance (one pooled connection)")
     if ours:
         out["dockyardToReplayBaselineRatio"] = ours.extra.get("baselineRatio")

@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             vm = runner.launch(spec)
         try:
             outs = provider_phases.sysbox_host_create(rec, vm, chosen)
+            provider_phases.first_instance(rec, vm)
             provider_phases.instances_scaling(rec, vm, counts)
             if not args.skip_baseline:
                 baseline.compare(rec, vm, out)
