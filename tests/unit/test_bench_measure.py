@@ -4,12 +4,15 @@ by hand or with `make bench`: it measures, it does not test)."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
+from dockyard_resources.render import common
 from dockyard_resources.render.instance import DIR_MODES, InstanceSpec, instance_files
 from tools.bench import report
 from tools.bench.baseline import per_step_commands
+from tools.bench.lock_profile import lock_span, traced
 from tools.bench.measure import Phase, Recorder
 from tools.bench.provider_phases import busy_share
 from tools.testbed.props import instance_props
@@ -51,12 +54,13 @@ def test_figures_compare_each_count_with_one_instance() -> None:
         "DockyardInstance create x4",
         started=0,
         ended=15,
-        extra={"instances": 4, "guestCpuBusy": 0.97},
+        extra={"instances": 4, "guestCpuBusy": 0.9},
     )
     figures = report.figures([one, four])
     assert figures["ratio4to1"] == 1.5
     assert figures["dockyardOverheadShareOneInstance"] == 0.1
-    assert figures["guestCpuBusy4"] == 0.97
+    assert figures["guestCpuBusy4"] == 0.9
+    assert figures["cpuBoundRatio4to1"] == 1.35  # 90% of 15 s, over the 10 s of one
 
 
 def test_guest_cpu_busy_share_leaves_out_idle_and_iowait() -> None:
@@ -87,3 +91,19 @@ def test_per_step_baseline_writes_every_file_dockyard_renders_one_command_each()
         assert body == f.content.encode()
     assert sum(command.startswith("install -d ") for command, _ in steps) == len(DIR_MODES)
     assert steps[-1][0] == f"systemctl start {spec.service_name}"
+
+
+def test_lock_span_times_the_host_lock_from_a_real_xtrace(tmp_path: Path) -> None:
+    """A script shaped like the install (take the host lock, work, release, work) run by
+    bash: the span covers the locked part only."""
+    body = f"sleep 0.3\n{common.RELEASE_HOST_LOCK}sleep 0.6\n"
+    script = common.bash_script(body).replace(common.HOST_LOCK, str(tmp_path / "lock"))
+    ran = subprocess.run(["bash", "-c", traced(script)], capture_output=True, text=True, check=True)
+    held, whole = lock_span(ran.stderr)
+    assert held >= 0.3 and whole >= 0.9, ran.stderr
+    assert held < whole - 0.5  # the 0.6 s after the release are not in it
+    # Without a release the lock is held to the end.
+    script = common.bash_script("sleep 0.2\n").replace(common.HOST_LOCK, str(tmp_path / "lock"))
+    ran = subprocess.run(["bash", "-c", traced(script)], capture_output=True, text=True, check=True)
+    held, whole = lock_span(ran.stderr)
+    assert 0.2 <= held <= whole and whole - held < 0.5

@@ -51,7 +51,16 @@ def figures(phases: list[Phase]) -> dict[str, Any]:
             if p.name.startswith("DockyardInstance create x") and n:
                 out[f"ratio{n}to1"] = round(p.wall / one.wall, 2)
                 out[f"hostMemoryMbPerInstance{n}"] = p.extra.get("hostMemoryMbPerInstance")
-                out[f"guestCpuBusy{n}"] = p.extra.get("guestCpuBusy")
+                busy = p.extra.get("guestCpuBusy")
+                out[f"guestCpuBusy{n}"] = busy
+                if busy is not None:
+                    # The smallest ratio any order of the steps could reach with this much
+                    # CPU work on this guest: its busy time spread over all its vCPUs.
+                    out[f"cpuBoundRatio{n}to1"] = round(busy * p.wall / one.wall, 2)
+    locked = by_name.get("install under xtrace: time holding the host lock")
+    if locked:
+        out["hostLockSecondsPerInstall"] = locked.extra.get("hostLockSeconds")
+        out["installScriptSeconds"] = locked.extra.get("scriptSeconds")
     ours = by_name.get("Dockyard: one instance (one pooled connection)")
     if ours:
         out["dockyardToReplayBaselineRatio"] = ours.extra.get("baselineRatio")

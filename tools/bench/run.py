@@ -26,7 +26,7 @@ from dockyard_resources import workdir
 from dockyard_resources.transport import close_all, trace
 from dockyard_resources.vm import runner
 from dockyard_resources.vm.paths import cache_root
-from tools.bench import baseline, engine_phases, provider_phases, report
+from tools.bench import baseline, engine_phases, lock_profile, provider_phases, report
 from tools.bench.measure import Recorder
 from tools.testbed.artifacts import prepare
 
@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             outs = provider_phases.sysbox_host_create(rec, vm, chosen)
             provider_phases.first_instance(rec, vm)
+            lock_profile.host_lock_per_install(rec, vm)
             provider_phases.instances_scaling(rec, vm, counts)
             if not args.skip_baseline:
                 baseline.compare(rec, vm, out)
