@@ -4,9 +4,10 @@ Rendering lives in `render.instance`, the text of the scripts run here in
 `render/templates/instance/` (probe, install, park, activate, inspect, stop, remove and the
 pieces they include); this module renders them and decides the order of steps and which of
 them run under the host lock. Checks and claims across instances (ownership, nesting, root,
-user, group, unit file) run under the host lock; the instance's own files, the systemd
-reload and its rules under the lock of its root alone; waiting for dockerd to start or stop
-under neither, so instances created in parallel do not queue behind each other's work.
+user, group, unit file) and systemd's reload and enable run under the host lock; the
+instance's own directories, files and rules under the lock of its root alone; waiting for
+dockerd to start or stop under neither, so instances created in parallel do not queue
+behind each other's work.
 """
 
 from __future__ import annotations

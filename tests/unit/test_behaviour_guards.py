@@ -426,6 +426,7 @@ dy_locks() {{
 }}
 useradd() {{ dy_locks useradd; }}
 gpasswd() {{ dy_locks gpasswd; }}
+mkdir() {{ dy_locks mkdir; command mkdir "$@"; }}  # install -d of the instance's directories
 systemctl() {{
   case "$1" in
     daemon-reload | enable) dy_locks "systemctl-$1" ;;
@@ -438,9 +439,9 @@ systemctl() {{
 def test_install_claims_under_the_host_lock_and_writes_its_own_files_under_its_root_lock(
     host: Host,
 ) -> None:
-    """The checks and claims (user, members, unit file) hold the host lock; the instance's
-    own files, the systemd reload and enable hold only its root's lock, so parallel
-    installs on one host take turns for the short part only."""
+    """The checks, the claims (user, members, unit file) and systemd's reload and enable
+    hold the host lock; the instance's own directories and files only its root's lock, so
+    parallel installs on one host take turns for the short part only."""
     spec = host.spec()
     ran = host.run(LOCK_PROBE + hostops._install_script(spec))
     assert ran.code == 0, ran.out
@@ -448,8 +449,9 @@ def test_install_claims_under_the_host_lock_and_writes_its_own_files_under_its_r
     assert seen == [
         "useradd host-lock=held root-lock=free",
         "gpasswd host-lock=held root-lock=free",
-        "systemctl-daemon-reload host-lock=free root-lock=held",
-        "systemctl-enable host-lock=free root-lock=held",
+        "systemctl-daemon-reload host-lock=held root-lock=free",
+        "systemctl-enable host-lock=held root-lock=free",
+        *["mkdir host-lock=free root-lock=held"] * len(render.DIR_MODES),
     ], ran.calls
     # Nothing of the instance's own files is written before the unit file claims the root.
     script = hostops._install_script(spec)
