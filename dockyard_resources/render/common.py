@@ -42,14 +42,18 @@ export LC_ALL=C
 export PATH={SYSTEM_PATH}
 """
 
-_LOCK = f"""\
-exec 9>{HOST_LOCK}
-if ! flock -w {HOST_LOCK_TIMEOUT_S} 9; then
-  echo "another Dockyard operation held {HOST_LOCK} for {HOST_LOCK_TIMEOUT_S}s" >&2
-  exit 75
-fi
-"""
 
+def _wait_for_lock(fd: int, what: str) -> str:
+    """Shell: wait for the flock on `fd` (open on `what`), giving up after the timeout."""
+    return (
+        f"if ! flock -w {HOST_LOCK_TIMEOUT_S} {fd}; then\n"
+        f'  echo "another Dockyard operation held {what} for {HOST_LOCK_TIMEOUT_S}s" >&2\n'
+        "  exit 75\n"
+        "fi\n"
+    )
+
+
+_LOCK = f"exec 9>{HOST_LOCK}\n" + _wait_for_lock(9, HOST_LOCK)
 
 # Ends the host lock early in a script whose remaining steps touch only what its own lock
 # (`hold_dir_lock`) guards, so operations on other resources of the host need not wait.
@@ -61,13 +65,7 @@ def hold_dir_lock(var: str) -> str:
     resource's own directory goes away with it, so nothing is left behind on the host.
     Taken while the host lock is held (always in that order: no two scripts can wait on
     each other crosswise)."""
-    return (
-        f'exec 8<"${var}"\n'
-        f"if ! flock -w {HOST_LOCK_TIMEOUT_S} 8; then\n"
-        f'  echo "another Dockyard operation held ${var} for {HOST_LOCK_TIMEOUT_S}s" >&2\n'
-        "  exit 75\n"
-        "fi\n"
-    )
+    return f'exec 8<"${var}"\n' + _wait_for_lock(8, f"${var}")
 
 
 def bash_script(body: str, *, locked: bool = True) -> str:

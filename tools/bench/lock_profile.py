@@ -7,15 +7,13 @@ one instance on the bench VM, then deletes the instance."""
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from dockyard_resources.hostops import instance as hostops
 from dockyard_resources.render.common import HOST_LOCK_TIMEOUT_S, RELEASE_HOST_LOCK
 from dockyard_resources.render.instance import InstanceSpec
-from dockyard_resources.transport import SshTarget, session
 from dockyard_resources.vm import runner
 from tools.bench.measure import Recorder
-from tools.bench.provider_phases import connection, instance_props
+from tools.bench.provider_phases import host_session, instance_props
 
 PROFILED = 9  # an instance number the scaling phases do not use
 _STAMPED = re.compile(r"^\++ (\d+\.\d+) (.*)$")
@@ -42,10 +40,9 @@ def lock_span(xtrace: str) -> tuple[float, float]:
     return released - taken, end - stamps[0][0]
 
 
-def host_lock_per_install(rec: Recorder, vm: runner.Vm) -> dict[str, Any]:
-    props = instance_props(vm, PROFILED)
-    spec = InstanceSpec.from_props(props)
-    ssh = session(SshTarget.from_props(connection(vm)))
+def host_lock_per_install(rec: Recorder, vm: runner.Vm) -> None:
+    spec = InstanceSpec.from_props(instance_props(vm, PROFILED))
+    ssh = host_session(vm)
     try:
         with rec.phase("install under xtrace: time holding the host lock") as phase:
             result = ssh.run(traced(hostops._install_script(spec)), step="install (xtrace)")
@@ -53,4 +50,3 @@ def host_lock_per_install(rec: Recorder, vm: runner.Vm) -> dict[str, Any]:
             phase.extra.update(hostLockSeconds=round(held, 2), scriptSeconds=round(whole, 2))
     finally:
         hostops.remove(ssh, spec)
-    return phase.extra

@@ -12,7 +12,7 @@ from typing import Any
 
 from dockyard_resources.providers.instance import DockyardInstanceProvider
 from dockyard_resources.providers.sysbox_host import SysboxHostProvider
-from dockyard_resources.transport import SshTarget, session
+from dockyard_resources.transport import SshSession, SshTarget, session
 from dockyard_resources.vm import runner
 from tools.bench.measure import Recorder
 from tools.testbed import props as testbed_props
@@ -55,9 +55,13 @@ def instance_props(vm: runner.Vm, n: int) -> dict[str, Any]:
     )
 
 
+def host_session(vm: runner.Vm) -> SshSession:
+    """The providers' own target, so the bench's commands share their pooled connection."""
+    return session(SshTarget.from_props(connection(vm)))
+
+
 def _read(vm: runner.Vm, command: str, step: str) -> str:
-    # The providers' own target, so the read shares their pooled connection.
-    return str(session(SshTarget.from_props(connection(vm))).run(command, step=step).stdout)
+    return str(host_session(vm).run(command, step=step).stdout)
 
 
 def mem_available_mb(vm: runner.Vm) -> float:
