@@ -7,9 +7,8 @@ PYTHON ?= python3
 VENV := .venv
 STACK ?= local
 export DOCKYARD_CACHE ?= $(HOME)/.cache/dockyard
-# Local file backend and a generated passphrase: no Pulumi Cloud account needed.
-export PULUMI_BACKEND_URL ?= file://$(DOCKYARD_CACHE)/state
-export PULUMI_CONFIG_PASSPHRASE_FILE ?= $(DOCKYARD_CACHE)/passphrase
+# The backend is the one `pulumi` itself would use (PULUMI_BACKEND_URL, else your `pulumi
+# login`); with neither, a local file backend with a generated passphrase (pulumi_env.py).
 export PULUMI_SKIP_UPDATE_CHECK := 1
 export PULUMI_DIY_BACKEND_NO_LEGACY_WARNING := 1
 

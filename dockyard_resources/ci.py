@@ -5,7 +5,7 @@ destroy is registered before `up` runs (an exit, an exception, Ctrl-C or SIGTERM
 it), then `up`, `preview --expect-no-changes`, the acceptance suite (`tests/acceptance`) and
 always `destroy` plus `stack rm`. Exit 0 only when every step passed.
 
-The stack lives in a work directory of its own under `${DOCKYARD_CACHE}/ci/<stack>/` (see
+The stack lives in a work directory of its own under `${DOCKYARD_STATE}/ci/<stack>/` (paths.py) (see
 `workdir.py`), so nothing in the checkout changes and relative paths in the stack file mean
 what they mean for `validate`.
 """
@@ -29,7 +29,7 @@ from typing import Any, TextIO
 
 from pulumi import automation as auto
 
-from dockyard_resources import workdir
+from dockyard_resources import paths, pulumi_env, workdir
 from dockyard_resources.config import (
     ConfigError,
     StackFileError,
@@ -38,7 +38,6 @@ from dockyard_resources.config import (
     validate_stack_config,
 )
 from dockyard_resources.errors import DockyardError
-from dockyard_resources.vm.paths import cache_root
 
 REPO_ROOT = workdir.REPO_ROOT
 ACCEPTANCE_DIR = REPO_ROOT / "tests" / "acceptance"
@@ -120,14 +119,14 @@ class CiRun:
 
     def __post_init__(self) -> None:
         self.name = stack_name_for(self.stack_file)
-        self.work_dir = cache_root() / "ci" / self.name
+        self.work_dir = paths.ci_dir() / self.name
         self.stack: auto.Stack | None = None
 
     # --- steps --------------------------------------------------------------------------
     def _workspace(self) -> auto.LocalWorkspace:
-        pulumi = workdir.pulumi_binary(self.environ)
+        pulumi = pulumi_env.pulumi_binary(self.environ)
         if pulumi is None:
-            raise CiError(workdir.NO_PULUMI)
+            raise CiError(pulumi_env.NO_PULUMI)
         return auto.LocalWorkspace(
             work_dir=str(self.work_dir),
             env_vars=self.environ,
@@ -278,7 +277,7 @@ def ci_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         keep_on_failure=args.keep_on_failure,
         acceptance_args=args.acceptance_args,
         log=log,
-        environ=workdir.pulumi_environment(),
+        environ=pulumi_env.pulumi_environment(),
     )
     try:
         return run.run(config)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from dockyard_resources import ci, workdir
+from dockyard_resources import ci, deploy, workdir
 from dockyard_resources.config import (
     ConfigError,
     HostSpec,
@@ -145,11 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
         "file", metavar="FILE", help="the stack file, e.g. stacks/Pulumi.local.yaml"
     )
     ci.add_parser(commands)
+    deploy.add_parser(commands)
     prepared = commands.add_parser(
         "workdir",
         help="prepare the out-of-checkout project directory of a stack and print it",
         description=(
-            "Write ${DOCKYARD_CACHE}/stacks/<stack>/ (a Pulumi project running this checkout)"
+            "Write ${DOCKYARD_STATE}/stacks/<stack>/ (a Pulumi project running this checkout)"
             " with FILE's config merged in, and print its path: run `pulumi` there, and the"
             " checkout's stack files stay as shipped."
         ),
@@ -190,12 +191,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if given[:1] == ["bench"]:  # its options are its own: argparse would claim them
         return bench_command(given[1:])
     args = build_parser().parse_args(given)
-    if args.command == "validate":
-        return validate_command(args.file, sys.stdout, sys.stderr)
-    if args.command == "ci":
-        return ci.ci_command(args, sys.stdout, sys.stderr)
     if args.command in operate.COMMANDS:
         return operate.run(args, sys.stdout, sys.stderr)
-    if args.command == "workdir":
-        return workdir_command(args.file)
-    return EXIT_UNREADABLE  # pragma: no cover - argparse rejects unknown commands
+    handlers: dict[str, Callable[[], int]] = {
+        "validate": lambda: validate_command(args.file, sys.stdout, sys.stderr),
+        "ci": lambda: ci.ci_command(args, sys.stdout, sys.stderr),
+        "deploy": lambda: deploy.deploy_command(args, sys.stderr),
+        "workdir": lambda: workdir_command(args.file),
+    }
+    return handlers[args.command]()

@@ -3,7 +3,7 @@
 Pulumi writes into a stack's config file (the passphrase's `encryptionsalt`, values set with
 `pulumi config set`). Run from the checkout, that dirties the shipped `stacks/*.yaml`. So
 `make up`, `make destroy` (scripts/pulumi-stack.sh) and the `ci` command run Pulumi in
-`${DOCKYARD_CACHE}/stacks/<stack>/` instead: its `Pulumi.yaml` points `main:` at this
+`${DOCKYARD_STATE}/stacks/<stack>/` (paths.py) instead: its `Pulumi.yaml` points `main:` at this
 checkout and its `.venv`, and its stack file is the checkout's stack file merged in before
 every run (the checkout's keys win; the salt and anything else Pulumi keeps there stay).
 Relative paths in a stack file still mean the checkout (the program runs there).
@@ -13,55 +13,18 @@ Relative paths in a stack file still mean the checkout (the program runs there).
 
 from __future__ import annotations
 
-import os
-import secrets
-import shutil
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from dockyard_resources.config.errors import StackFileError
-from dockyard_resources.vm.paths import cache_root
+from dockyard_resources.paths import stacks_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Top-level keys of a stack file that belong to its secrets provider: taken over together
 # with the `secure:` values they decrypt, when the checkout's file has them.
 _SECRETS_KEYS = ("encryptionsalt", "secretsprovider", "encryptedkey")
-
-
-NO_PULUMI = (
-    "no `pulumi` on PATH: put the Pulumi CLI on PATH (make pulumi-cli builds one and prints"
-    " its directory: PATH=$(scripts/pulumi-cli.sh):$PATH)"
-)
-
-
-def pulumi_binary(environ: Mapping[str, str]) -> str | None:
-    """The `pulumi` that `environ`'s PATH finds, if any (say NO_PULUMI when there is none)."""
-    return shutil.which("pulumi", path=environ.get("PATH"))
-
-
-def pulumi_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment for `pulumi`: the local file backend and generated passphrase `make
-    up` uses, unless the environment names its own."""
-    env = dict(os.environ if environ is None else environ)
-    cache = cache_root()
-    env.setdefault("PULUMI_BACKEND_URL", f"file://{cache / 'state'}")
-    env.setdefault("PULUMI_SKIP_UPDATE_CHECK", "1")
-    env.setdefault("PULUMI_DIY_BACKEND_NO_LEGACY_WARNING", "1")
-    if not env.get("PULUMI_CONFIG_PASSPHRASE") and not env.get("PULUMI_CONFIG_PASSPHRASE_FILE"):
-        passphrase = cache / "passphrase"
-        if not passphrase.is_file() or not passphrase.read_text().strip():
-            passphrase.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(passphrase, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_urlsafe(32) + "\n")
-        env["PULUMI_CONFIG_PASSPHRASE_FILE"] = str(passphrase)
-    backend = env["PULUMI_BACKEND_URL"]
-    if backend.startswith("file://"):
-        Path(backend.removeprefix("file://")).expanduser().mkdir(parents=True, exist_ok=True)
-    return env
 
 
 def stack_name_of(stack_file: Path) -> str:
@@ -70,10 +33,6 @@ def stack_name_of(stack_file: Path) -> str:
     if not (name.startswith("Pulumi.") and name.endswith((".yaml", ".yml"))):
         raise StackFileError(f"{stack_file}: a stack file is named Pulumi.<stack>.yaml")
     return name.removeprefix("Pulumi.").rsplit(".", 1)[0]
-
-
-def stacks_dir() -> Path:
-    return cache_root() / "stacks"
 
 
 def write_project(work_dir: Path) -> Path:

@@ -7,6 +7,20 @@
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 started=$SECONDS
+
+# Fresh state for every run: the file backend, its passphrase, stacks and `ci` work dirs start
+# empty (as on a new machine), and no Pulumi login or backend of the developer's is seen. Only
+# the content-addressed caches under $DOCKYARD_CACHE (CLI build, VM images and templates,
+# test images) carry over. Removed at the end unless DOCKYARD_KEEP_STATE=1.
+cache=${DOCKYARD_CACHE:-$HOME/.cache/dockyard}
+mkdir -p "$cache/test-runs"
+DOCKYARD_STATE=$(mktemp -d "$cache/test-runs/run-$(date +%Y%m%d-%H%M%S)-XXXXXX")
+export DOCKYARD_STATE
+export PULUMI_HOME="$DOCKYARD_STATE/pulumi-home"
+unset PULUMI_BACKEND_URL PULUMI_ACCESS_TOKEN PULUMI_CONFIG_PASSPHRASE PULUMI_CONFIG_PASSPHRASE_FILE
+cleanup() { [ "${DOCKYARD_KEEP_STATE:-}" = 1 ] || rm -rf "$DOCKYARD_STATE"; }
+trap cleanup EXIT
+echo "test state (starts empty): $DOCKYARD_STATE"
 minutes() { awk -v s="$1" 'BEGIN { printf "%.1f min", s / 60 }'; }
 status=0
 

@@ -17,9 +17,9 @@ from pathlib import Path
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from dockyard_resources.errors import DockyardError
+from dockyard_resources.paths import cache_root
 from dockyard_resources.render.sysbox_host import Artifact, upload_path
 from dockyard_resources.transport import SshSession
-from dockyard_resources.vm.paths import cache_root
 
 _CHUNK = 1 << 20
 

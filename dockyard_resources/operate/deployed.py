@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dockyard_resources import workdir
+from dockyard_resources import paths, pulumi_env, workdir
 from dockyard_resources.errors import DockyardError
 from dockyard_resources.transport import SshTarget
 
@@ -89,9 +89,9 @@ class DeployedStack:
     env: dict[str, str]
 
     def pulumi(self, *args: str, timeout: float = 3600) -> subprocess.CompletedProcess[str]:
-        pulumi = workdir.pulumi_binary(self.env)
+        pulumi = pulumi_env.pulumi_binary(self.env)
         if pulumi is None:
-            raise StackError(workdir.NO_PULUMI)
+            raise StackError(pulumi_env.NO_PULUMI)
         argv = [pulumi, *args, "--stack", self.name, "--non-interactive"]
         proc = subprocess.run(
             argv,
@@ -217,11 +217,11 @@ def open_stack(name: str, project_dir: str | Path | None = None) -> DeployedStac
     workdir.py) when it has one, else in this checkout."""
     if project_dir is not None:
         directory = Path(project_dir)
-    elif (workdir.stacks_dir() / name / "Pulumi.yaml").is_file():
-        directory = workdir.stacks_dir() / name
+    elif (paths.stacks_dir() / name / "Pulumi.yaml").is_file():
+        directory = paths.stacks_dir() / name
     else:
         directory = workdir.REPO_ROOT
     directory = directory.expanduser().resolve()
     if not (directory / "Pulumi.yaml").is_file():
         raise StackError(f"{directory} holds no Pulumi.yaml: pass the stack's --project-dir")
-    return DeployedStack(name=name, project_dir=directory, env=workdir.pulumi_environment())
+    return DeployedStack(name=name, project_dir=directory, env=pulumi_env.pulumi_environment())

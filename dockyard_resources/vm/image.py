@@ -24,7 +24,7 @@ from importlib import resources
 from pathlib import Path
 
 from dockyard_resources.errors import DockyardError
-from dockyard_resources.vm.paths import images_dir
+from dockyard_resources.paths import images_dir
 
 # Bump when the build procedure changes in a way the inputs below do not show.
 BUILDER_VERSION = "1"

@@ -30,8 +30,8 @@ import paramiko
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from dockyard_resources.errors import DockyardError
+from dockyard_resources.paths import vms_dir
 from dockyard_resources.vm import accel, image, keys, probe, qmp, seed
-from dockyard_resources.vm.paths import vms_dir
 
 SSH_HOST = "127.0.0.1"
 ROOT_USER = "root"

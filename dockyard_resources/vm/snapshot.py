@@ -46,8 +46,8 @@ from typing import Any
 import paramiko
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
+from dockyard_resources.paths import vms_dir
 from dockyard_resources.vm import image, probe, runner
-from dockyard_resources.vm.paths import vms_dir
 
 # Bump when the way templates are made changes in a way the inputs do not show.
 TEMPLATE_VERSION = "1"

@@ -27,10 +27,10 @@ import pytest
 from tenacity import retry, retry_if_result, stop_after_delay, wait_fixed
 
 from dockyard_resources.operate.deployed import SECRET_SIG
+from dockyard_resources.paths import vms_dir
 from dockyard_resources.provisioning import local_vm_name
 from dockyard_resources.transport import close_all
 from dockyard_resources.vm import runner
-from dockyard_resources.vm.paths import vms_dir
 from tests.engine.dockyard_stack import DockyardStack, Run, copy_project
 from tests.engine.vm_host import VmHost
 from tests.fixtures.pulumi_cli import TEST_PASSPHRASE, PulumiCli, unique_stack_name

@@ -7,13 +7,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dockyard_resources import workdir
+from dockyard_resources import paths, workdir
 from dockyard_resources.config.errors import StackFileError
 
 
 @pytest.fixture(autouse=True)
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DOCKYARD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("DOCKYARD_STATE", raising=False)
     return tmp_path / "cache"
 
 
@@ -27,7 +28,8 @@ def test_project_runs_this_checkout_and_leaves_the_stack_file_alone(tmp_path: Pa
     source = shipped(tmp_path, {"config": {"dockyard:hosts": [{"name": "h1"}]}})
     before = source.read_text()
     work = workdir.prepare(source)
-    assert work == workdir.stacks_dir() / "demo"
+    assert work == paths.stacks_dir() / "demo"
+    assert work == tmp_path / "cache" / "stacks" / "demo"
     project = yaml.safe_load((work / "Pulumi.yaml").read_text())
     assert project["main"] == str(workdir.REPO_ROOT)
     assert Path(project["runtime"]["options"]["virtualenv"]).is_absolute()

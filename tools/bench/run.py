@@ -22,10 +22,10 @@ from typing import Any
 
 from rich.console import Console
 
-from dockyard_resources import workdir
+from dockyard_resources import pulumi_env
+from dockyard_resources.paths import cache_root
 from dockyard_resources.transport import close_all, trace
 from dockyard_resources.vm import runner
-from dockyard_resources.vm.paths import cache_root
 from tools.bench import baseline, engine_phases, lock_profile, provider_phases, report
 from tools.bench.measure import Recorder
 from tools.testbed.artifacts import prepare
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             vm.quit()
             vm.destroy()
         if not args.skip_engine:
-            environ = workdir.pulumi_environment()
+            environ = pulumi_env.pulumi_environment()
             engine_phases.run(rec, environ, out / "engine.log")
             hosts = [int(k) for k in args.hosts.split(",") if k.strip()]
             engine_phases.hosts_scaling(rec, environ, hosts, out / "engine.log")

@@ -23,8 +23,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from dockyard_resources.paths import standins_dir
 from dockyard_resources.vm import image
-from dockyard_resources.vm.paths import standins_dir
 
 DOCKER_VERSION = "29.2.1"  # the version the stand-in is named after, not what it contains
 SYSBOX_VERSION = "0.6.7"

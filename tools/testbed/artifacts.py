@@ -29,8 +29,8 @@ from typing import Literal
 
 from dockyard_resources.config.versions import DOCKER_VERSIONS, SYSBOX_VERSIONS, Arch
 from dockyard_resources.hostops import artifacts as host_artifacts
+from dockyard_resources.paths import cache_root
 from dockyard_resources.render.sysbox_host import Artifact as HostArtifact
-from dockyard_resources.vm.paths import cache_root
 from tools.standins.build import build_standins
 
 ENV_VAR = "DOCKYARD_TEST_ARTIFACTS"

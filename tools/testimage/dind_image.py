@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from dockyard_resources.paths import cache_root, images_dir
 from dockyard_resources.vm import image
-from dockyard_resources.vm.paths import cache_root, images_dir
 
 # Bump when the build procedure changes in a way the inputs below do not show.
 BUILDER_VERSION = "1"
