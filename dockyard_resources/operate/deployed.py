@@ -1,7 +1,8 @@
 """A deployed stack seen from outside: its hosts, instances and how to reach them over SSH.
 
-Everything comes from the `pulumi` CLI run in the stack's project directory: `stack output`
-for the hosts and instances, `stack export --show-secrets` for each SysboxHost's
+Read through Pulumi's Automation API in the backend the `pulumi` CLI itself would use
+(pulumi_env.py: `PULUMI_BACKEND_URL`, else the current login, else `make up`'s default):
+the stack outputs for the hosts and instances, the exported deployment for each SysboxHost's
 `connection` (address, pinned host key, login key). Used by `status`, `tunnel`, `logs` and
 the acceptance suite.
 """
@@ -9,11 +10,14 @@ the acceptance suite.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pulumi import automation as auto
 
 from dockyard_resources import paths, pulumi_env, workdir
 from dockyard_resources.errors import DockyardError
@@ -87,12 +91,46 @@ class DeployedStack:
     name: str
     project_dir: Path
     env: dict[str, str]
+    backend: str = ""  # for messages: where the stack was looked for, and why there
 
-    def pulumi(self, *args: str, timeout: float = 3600) -> subprocess.CompletedProcess[str]:
+    def _pulumi_path(self) -> str:
         pulumi = pulumi_env.pulumi_binary(self.env)
         if pulumi is None:
             raise StackError(pulumi_env.NO_PULUMI)
-        argv = [pulumi, *args, "--stack", self.name, "--non-interactive"]
+        return pulumi
+
+    def _not_found(self) -> StackError:
+        return StackError(
+            f"stack {self.name} not found in {self.backend or 'the current backend'}"
+            f" (project {self.project_dir}); `pulumi stack ls` there lists the stacks,"
+            f" `pulumi up --stack {self.name}` (or `make up STACK={self.name}`) makes one"
+        )
+
+    def stack(self) -> auto.Stack:
+        """The stack through the Automation API (selected, never created)."""
+        root = str(Path(self._pulumi_path()).resolve().parent.parent)
+        options = auto.LocalWorkspaceOptions(
+            work_dir=str(self.project_dir),
+            env_vars=self.env,
+            pulumi_command=auto.PulumiCommand(root=root, skip_version_check=True),
+        )
+        try:
+            return auto.select_stack(self.name, work_dir=str(self.project_dir), opts=options)
+        except auto.errors.StackNotFoundError:
+            raise self._not_found() from None
+        except auto.errors.CommandError as exc:
+            raise self._failed("stack select", exc) from None
+
+    def _failed(self, what: str, exc: auto.errors.CommandError) -> StackError:
+        detail = str(exc).strip()[-1500:]
+        if "no stack named" in detail:
+            return self._not_found()
+        return StackError(f"stack {self.name}: `pulumi {what}` failed: {detail}")
+
+    def pulumi(self, *args: str, timeout: float = 3600) -> subprocess.CompletedProcess[str]:
+        """Any other `pulumi` command on the stack, in its project and backend (raises
+        StackError when it fails)."""
+        argv = [self._pulumi_path(), *args, "--stack", self.name, "--non-interactive"]
         proc = subprocess.run(
             argv,
             cwd=self.project_dir,
@@ -105,23 +143,26 @@ class DeployedStack:
         if proc.returncode != 0:
             detail = proc.stderr.strip()[-1500:] or proc.stdout.strip()[-1500:]
             if "no stack named" in detail:
-                backend = self.env.get("PULUMI_BACKEND_URL", "the current backend")
-                raise StackError(
-                    f"stack {self.name} not found in {backend} (project {self.project_dir});"
-                    " `pulumi stack ls` there lists the stacks, `make up STACK=<name>` makes one"
-                )
+                raise self._not_found()
             raise StackError(
                 f"stack {self.name}: `pulumi {' '.join(args)}` exited {proc.returncode}: {detail}"
             )
         return proc
 
     def outputs(self) -> dict[str, Any]:
-        result: dict[str, Any] = json.loads(self.pulumi("stack", "output", "--json").stdout)
-        return result
+        stack = self.stack()
+        try:
+            return {key: output.value for key, output in stack.outputs().items()}
+        except auto.errors.CommandError as exc:
+            raise self._failed("stack output", exc) from None
 
     def resources(self) -> list[dict[str, Any]]:
-        exported = json.loads(self.pulumi("stack", "export", "--show-secrets").stdout)
-        resources = (exported.get("deployment") or {}).get("resources") or []
+        stack = self.stack()
+        try:
+            deployment = stack.export_stack().deployment or {}
+        except auto.errors.CommandError as exc:
+            raise self._failed("stack export", exc) from None
+        resources = deployment.get("resources") or []
         return [unwrap_secrets(r) for r in resources]
 
     def resource_state(self, urn: str) -> dict[str, Any]:
@@ -213,8 +254,9 @@ def host_of(name: str, out: dict[str, Any], resources: list[dict[str, Any]]) -> 
 
 
 def open_stack(name: str, project_dir: str | Path | None = None) -> DeployedStack:
-    """The stack `name`: in `project_dir`, else in its own project directory (`make up`,
-    workdir.py) when it has one, else in this checkout."""
+    """The stack `name` in the backend `pulumi` would use: read in `project_dir`, else in its
+    `make up` project directory (workdir.py) when that holds this stack, else in this
+    checkout (where plain `pulumi stack init` puts it)."""
     if project_dir is not None:
         directory = Path(project_dir)
     elif (paths.stacks_dir() / name / "Pulumi.yaml").is_file():
@@ -224,4 +266,6 @@ def open_stack(name: str, project_dir: str | Path | None = None) -> DeployedStac
     directory = directory.expanduser().resolve()
     if not (directory / "Pulumi.yaml").is_file():
         raise StackError(f"{directory} holds no Pulumi.yaml: pass the stack's --project-dir")
-    return DeployedStack(name=name, project_dir=directory, env=pulumi_env.pulumi_environment())
+    backend = pulumi_env.describe_backend(os.environ)
+    env = pulumi_env.pulumi_environment()
+    return DeployedStack(name=name, project_dir=directory, env=env, backend=backend)
