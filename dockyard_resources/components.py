@@ -130,7 +130,10 @@ class DockyardHost(pulumi.ComponentResource):
             members=list(instance.members),
             network_isolation=None if instance.network_isolation else False,
             enabled=None if instance.enabled else False,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.sysbox, self.networks]),
+            allow_data_loss=True if instance.allow_data_loss else None,
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[self.sysbox, self.networks], protect=instance.protect
+            ),
         )
 
     def _outputs(self, spec: HostSpec) -> dict[str, Any]:

@@ -175,6 +175,11 @@ class InstanceConfig(_Model):
     # false: the instance is parked (unit stopped and disabled); data, user, group and
     # networks stay, and `true` brings it back with its containers.
     enabled: StrictBool = True
+    # A change of root (or of the machine) replaces the instance and deletes its data root:
+    # refused at preview unless this is true (docs/instances.md, "No data loss without a yes").
+    allow_data_loss: StrictBool = False
+    # Pulumi's `protect`: the engine refuses to delete or replace the instance at all.
+    protect: StrictBool = False
 
     @field_validator("members", mode="after")
     @classmethod

@@ -61,6 +61,8 @@ class ResolvedInstance:
     # `networkIsolation` (docs/security.md).
     network_isolation: bool = True
     enabled: bool = True
+    allow_data_loss: bool = False
+    protect: bool = False
 
     @property
     def bridge_name(self) -> str:
@@ -83,6 +85,8 @@ class ResolvedInstance:
             props["networkIsolation"] = False
         if not self.enabled:
             props["enabled"] = False
+        if self.allow_data_loss:
+            props["allowDataLoss"] = True
         return props
 
 

@@ -297,6 +297,8 @@ def _validate_host(raw: Any, index: int, base_dir: Path) -> tuple[HostSpec | Non
                 allocated=net.allocated,
                 network_isolation=cfg.network_isolation,
                 enabled=cfg.enabled,
+                allow_data_loss=cfg.allow_data_loss,
+                protect=cfg.protect,
             )
         )
     spec = HostSpec(

@@ -82,7 +82,7 @@ UPDATE_KEYS = (
 REPLACE_CONNECTION_KEYS = ("host",)
 # May be absent (members and networkIsolation have defaults their validators fill in).
 OPTIONAL_KEYS = ("dockerSha256", "sysboxSha256")
-DEFAULTED_KEYS = ("members", "networkIsolation", "enabled")
+DEFAULTED_KEYS = ("members", "networkIsolation", "enabled", "allowDataLoss")
 NETWORK_KEYS = ("bridgeCidr", "fixedCidr", "poolBase", "poolSize")
 
 quiet_errors.install()
@@ -116,6 +116,14 @@ def _true_unless_false(value: Any) -> bool:
     return value
 
 
+def _false_unless_true(value: Any) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false (got {value!r})")
+    return value
+
+
 _VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "hostName": values.host_name,
     "dockerDir": values.host_path,
@@ -129,6 +137,7 @@ _VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "members": _members,
     "networkIsolation": _true_unless_false,
     "enabled": _true_unless_false,
+    "allowDataLoss": _false_unless_true,
     "owner": values.owner_id,
     "dockerSha256": values.sha256_hex,
     "sysboxSha256": values.sha256_hex,
@@ -185,6 +194,41 @@ def _cross_checks(inputs: dict[str, Any]) -> list[CheckFailure]:
     return failures
 
 
+def replacing_changes(olds: Mapping[str, Any], news: Mapping[str, Any]) -> dict[str, str]:
+    """`{property: "old -> new"}` of the changes that make `news` a new instance (a replace,
+    which deletes the old one first: both would claim the same names)."""
+    changes = {
+        key: f"{olds.get(key)} -> {news.get(key)}"
+        for key in REPLACE_KEYS
+        if _comparable(key, olds.get(key)) != _comparable(key, news.get(key))
+    }
+    old_conn, new_conn = olds.get("connection") or {}, news.get("connection") or {}
+    if isinstance(old_conn, Mapping) and isinstance(new_conn, Mapping):
+        for key in REPLACE_CONNECTION_KEYS:
+            old, new = normal(old_conn.get(key)), normal(new_conn.get(key))
+            if old != new:
+                changes["connection"] = f"machine {old} -> {new}"
+    return changes
+
+
+def data_loss_problem(olds: Mapping[str, Any], news: Mapping[str, Any]) -> str | None:
+    """Why this change would delete the instance's data, unless the stack file said yes
+    (`allowDataLoss: true` on the instance). Checked at preview, before anything changes."""
+    if not olds or news.get("allowDataLoss") is True:
+        return None
+    known = {k: v for k, v in news.items() if not _unknown(v)}
+    reasons = replacing_changes(olds, {**olds, **known})
+    if not reasons:
+        return None
+    return (
+        f"instance {olds.get('prefix')} on host {olds.get('hostName')}:"
+        f" {', '.join(f'{key} {change}' for key, change in reasons.items())}"
+        f" replaces it, which deletes its data root {olds.get('root')} (images, containers,"
+        " volumes) and its daemon first. Keep the old value, or, to accept the loss, set"
+        " `allowDataLoss: true` on this instance in the stack file for this run"
+    )
+
+
 def outputs(props: dict[str, Any]) -> dict[str, Any]:
     """All inputs echoed (diff and update see outputs as olds) plus the derived values."""
     spec = InstanceSpec.from_props(props)
@@ -229,8 +273,11 @@ def _run(props: dict[str, Any]) -> hostops.Runner:
 class DockyardInstanceProvider(ResourceProvider):
     """Holds no state: everything needed travels in the properties."""
 
-    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         inputs, failures = validate(news)
+        loss = data_loss_problem(olds, inputs)
+        if loss:
+            failures.append(CheckFailure("allowDataLoss", loss))
         return CheckResult(inputs, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
@@ -239,12 +286,7 @@ class DockyardInstanceProvider(ResourceProvider):
             for key in INPUT_KEYS
             if _comparable(key, olds.get(key)) != _comparable(key, news.get(key))
         ]
-        replaces = [key for key in changed if key in REPLACE_KEYS]
-        old_conn, new_conn = olds.get("connection") or {}, news.get("connection") or {}
-        if isinstance(new_conn, dict) and any(
-            normal(old_conn.get(k)) != normal(new_conn.get(k)) for k in REPLACE_CONNECTION_KEYS
-        ):
-            replaces.append("connection")
+        replaces = list(replacing_changes(olds, news))
         # A refresh that found the instance unhealthy: an update repairs it.
         unhealthy = olds.get("healthy") is False
         return DiffResult(
@@ -340,6 +382,7 @@ class DockyardInstance(pulumi.dynamic.Resource, module="dockyard", name="Dockyar
         members: pulumi.Input[list[str]] | None = None,
         network_isolation: pulumi.Input[bool] | None = None,
         enabled: pulumi.Input[bool] | None = None,
+        allow_data_loss: pulumi.Input[bool] | None = None,
         docker_sha256: pulumi.Input[str] | None = None,
         sysbox_sha256: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
@@ -361,6 +404,8 @@ class DockyardInstance(pulumi.dynamic.Resource, module="dockyard", name="Dockyar
             "members": members or [],
             "networkIsolation": network_isolation,
             "enabled": enabled,
+            # Read by `check` only (an opt-in for one change), never compared by `diff`.
+            "allowDataLoss": allow_data_loss,
         }
         for out in (
             "socketPath", "dockerHost", "group", "serviceName", "bridgeName", "networks",

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from dockyard_resources.operate.deployed import DeployedStack, Host, Instance
+from dockyard_resources.operate.deployed import DeployedStack, Host, Instance, StackError
 from dockyard_resources.providers.instance import DockyardInstanceProvider
 from dockyard_resources.render.layout import SYSBOX_SERVICE
 from dockyard_resources.transport import SshTarget, close_all, session
@@ -541,6 +541,37 @@ def test_parking_an_instance_keeps_its_data_and_brings_it_back(
     )
     assert sh.out(c.docker(f"run --rm -v accdata:/data {image} cat /data/f")) == "kept"
     deployed.pulumi("config", "rm", "--path", key)
+
+
+def _config_path(deployed: DeployedStack, host: Host, inst: Instance, key: str) -> str:
+    return _instance_path(deployed, host, inst).removesuffix(".enabled") + f".{key}"
+
+
+def test_a_change_that_would_delete_an_instances_data_is_refused_at_preview(
+    deployed: DeployedStack, host: Host, roles: Roles, sh: SshShell
+) -> None:
+    """A new root replaces the instance (delete first): refused at preview, naming the
+    instance and the opt-in; with `allowDataLoss: true` the preview shows the replace. Nothing
+    runs: the instance is untouched and the config is put back."""
+    c = roles.c
+    root_key = _config_path(deployed, host, c, "root")
+    allow_key = _config_path(deployed, host, c, "allowDataLoss")
+    deployed.pulumi("config", "set", "--path", root_key, c.root + "-moved")
+    try:
+        with pytest.raises(StackError) as refused:
+            deployed.pulumi("preview")
+        message = str(refused.value)
+        assert f"instance {c.prefix} on host {host.name}" in message, message[-2000:]
+        assert f"deletes its data root {c.root}" in message and "allowDataLoss: true" in message
+        deployed.pulumi("config", "set", "--path", allow_key, "true")
+        preview = json.loads(deployed.pulumi("preview", "--json").stdout)
+        replaced = [x["urn"] for x in preview["steps"] if x["op"] in ("replace", "delete-replaced")]
+        assert c.urn in replaced, preview["changeSummary"]
+    finally:
+        deployed.pulumi("config", "set", "--path", root_key, c.root)
+        deployed.pulumi("config", "rm", "--path", allow_key)
+    assert Service.of(sh, c.service_name).active
+    deployed.pulumi("preview", "--expect-no-changes")
 
 
 # --- stop/start ------------------------------------------------------------------------

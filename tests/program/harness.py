@@ -69,6 +69,7 @@ class Registration:
     # Secret values stay wrapped (`rpc.is_rpc_secret`), everything else is plain.
     inputs: dict[str, Any]
     provider: str
+    protect: bool = False
 
     def plain(self, key: str) -> Any:
         return unwrap(self.inputs.get(key))
@@ -212,6 +213,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     additional_secret_outputs=list(request.additionalSecretOutputs),
                     inputs=rpc.deserialize_properties(request.object),
                     provider=request.provider,
+                    protect=bool(request.protect),
                 )
             )
         return super().RegisterResource(request)

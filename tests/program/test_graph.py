@@ -183,3 +183,23 @@ def test_network_isolation_must_be_a_real_boolean() -> None:
     raw[0]["instances"][0]["networkIsolation"] = "no"
     with pytest.raises(pulumi.RunError, match=r"hosts\[0\]\.instances\[0\]\.networkIsolation"):
         run_program(raw)
+
+
+def test_protect_and_the_data_loss_opt_in_reach_only_the_instance_that_asks() -> None:
+    raw = [existing_host("build-1", "192.0.2.10")]
+    raw[0]["instances"][0]["protect"] = True
+    raw[0]["instances"][1]["allowDataLoss"] = True
+    run = run_program(raw)
+    first, second = run.named("build-1-dy1_"), run.named("build-1-dy2_")
+    assert first.protect is True and second.protect is False
+    assert "allowDataLoss" not in first.inputs or first.plain("allowDataLoss") is None
+    assert second.plain("allowDataLoss") is True
+    assert run.named("build-1-sysbox").protect is False
+
+
+@pytest.mark.parametrize("key", ["protect", "allowDataLoss"])
+def test_protect_and_the_opt_in_must_be_real_booleans(key: str) -> None:
+    raw = [existing_host("build-1", "192.0.2.10")]
+    raw[0]["instances"][1][key] = "yes"
+    with pytest.raises(pulumi.RunError, match=rf"hosts\[0\]\.instances\[1\]\.{key}"):
+        run_program(raw)

@@ -195,3 +195,65 @@ def test_diff_and_check_never_touch_the_network(
     monkeypatch.setattr(provider_module, "_run", no_ssh)
     provider.check({}, INPUTS)
     provider.diff("id", olds(), with_(poolBase="172.29.0.0/16"))
+
+
+# --- no data loss without a yes ----------------------------------------------------------
+
+
+def _deployed_props() -> dict[str, Any]:
+    inputs, failures = provider_module.validate(copy.deepcopy(INPUTS))
+    assert not failures
+    return inputs
+
+
+def test_a_new_root_is_refused_at_check_naming_the_instance_and_the_opt_in() -> None:
+    olds = _deployed_props()
+    result = DockyardInstanceProvider().check(olds, with_(**{"root": "/elsewhere"}))
+    reasons = {f.property: f.reason for f in result.failures}
+    assert list(reasons) == ["allowDataLoss"], reasons
+    why = reasons["allowDataLoss"]
+    assert f"instance {olds['prefix']} on host {olds['hostName']}" in why
+    assert f"root {olds['root']} -> /elsewhere" in why
+    assert f"deletes its data root {olds['root']}" in why
+    assert "allowDataLoss: true" in why
+
+
+def test_a_new_machine_is_refused_too_and_an_unknown_one_is_decided_at_up() -> None:
+    olds = _deployed_props()
+    moved = with_(**{"connection": {**INPUTS["connection"], "host": "10.9.9.9"}})
+    failures = DockyardInstanceProvider().check(olds, moved).failures
+    assert [f.property for f in failures] == ["allowDataLoss"]
+    assert "machine" in failures[0].reason and "10.9.9.9" in failures[0].reason
+    # A preview cannot know a new server's address; `up` checks again with it known.
+    unknown = with_(**{"connection": {**INPUTS["connection"], "host": UNKNOWN}})
+    assert not DockyardInstanceProvider().check(olds, unknown).failures
+    diff = DockyardInstanceProvider().diff("id", olds, unknown)
+    assert diff.replaces == ["connection"]
+
+
+def test_the_opt_in_lets_the_replace_through_and_diff_still_replaces() -> None:
+    olds = _deployed_props()
+    news = with_(**{"root": "/elsewhere", "allowDataLoss": True})
+    checked = DockyardInstanceProvider().check(olds, news)
+    assert not checked.failures
+    diff = DockyardInstanceProvider().diff("id", olds, checked.inputs)
+    assert diff.replaces == ["root"] and diff.delete_before_replace
+
+
+def test_changes_that_keep_the_data_and_first_creates_need_no_opt_in() -> None:
+    olds = _deployed_props()
+    kept = with_(**{"poolSize": 22, "enabled": False})
+    assert not DockyardInstanceProvider().check(olds, kept).failures
+    assert not DockyardInstanceProvider().check({}, with_()).failures
+
+
+def test_the_opt_in_alone_is_no_change() -> None:
+    olds = _deployed_props()
+    checked = DockyardInstanceProvider().check(olds, with_(**{"allowDataLoss": True}))
+    diff = DockyardInstanceProvider().diff("id", olds, checked.inputs)
+    assert not diff.changes
+
+
+def test_the_opt_in_must_be_a_boolean() -> None:
+    failures = DockyardInstanceProvider().check({}, with_(**{"allowDataLoss": "yes"}))
+    assert [f.property for f in failures.failures] == ["allowDataLoss"]
