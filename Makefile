@@ -34,7 +34,7 @@ test: setup-dev lint typecheck pulumi-cli test-artifacts
 ## bench: the provisioning benchmark on a QEMU VM (figures, never a pass/fail on time);
 ## BENCH_ARGS passes options, e.g. BENCH_ARGS="--instances 1,3 --skip-engine"
 bench: setup-dev pulumi-cli test-artifacts
-	PATH="$$(scripts/pulumi-cli.sh):$$PATH" $(VENV)/bin/python -m dockyard_resources bench $(BENCH_ARGS)
+	PATH="$$(scripts/pulumi-cli.sh):$$PATH" $(VENV)/bin/python -m tools.bench $(BENCH_ARGS)
 
 ## test-artifacts: the VM image, the test bed's Docker/sysbox choice (printed), the stand-ins
 ## and the Docker-in-Docker test image (all cached outside the repo)

@@ -260,6 +260,7 @@ def ci_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     log = Progress(out, time.monotonic())
     stack_file: Path = args.stack_file
     try:
+        workdir.require_checkout("ci")
         config = load_config(stack_file)
     except StackFileError as exc:
         print(f"error: {exc}", file=err)

@@ -123,9 +123,9 @@ def validate_command(path: str, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m dockyard_resources") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m dockyard_resources",
+        prog=prog,
         description=(
             "Dockyard's command line: offline validation, ephemeral CI stacks, and day-2"
             " operations on a deployed stack (status, tunnel, logs)."
@@ -157,24 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prepared.add_argument("file", metavar="FILE", type=Path, help="stacks/Pulumi.<stack>.yaml")
     operate.add_parsers(commands)
-    # Listed for --help only: main() hands `bench ...` to tools/bench before parsing.
-    commands.add_parser(
-        "bench",
-        add_help=False,
-        help="provisioning benchmark on the QEMU test host (from a checkout; see"
-        " docs/performance.md; `bench --help` for its options)",
-    )
     return parser
-
-
-def bench_command(args: Sequence[str]) -> int:
-    try:
-        from tools.bench.run import main as bench_main  # noqa: PLC0415 - a checkout-only tool
-    except ImportError as exc:
-        print(f"error: the benchmark runs from a Dockyard checkout (tools/bench): {exc}",
-              file=sys.stderr)  # fmt: skip
-        return EXIT_UNREADABLE
-    return bench_main(list(args))
 
 
 def workdir_command(file: Path) -> int:
@@ -186,11 +169,9 @@ def workdir_command(file: Path) -> int:
     return EXIT_OK
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "python -m dockyard_resources") -> int:
     given = list(sys.argv[1:] if argv is None else argv)
-    if given[:1] == ["bench"]:  # its options are its own: argparse would claim them
-        return bench_command(given[1:])
-    args = build_parser().parse_args(given)
+    args = build_parser(prog).parse_args(given)
     if args.command in operate.COMMANDS:
         return operate.run(args, sys.stdout, sys.stderr)
     handlers: dict[str, Callable[[], int]] = {
@@ -200,3 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "workdir": lambda: workdir_command(args.file),
     }
     return handlers[args.command]()
+
+
+def entry_point() -> None:
+    """The `dockyard` console script of the installed package."""
+    raise SystemExit(main(prog="dockyard"))

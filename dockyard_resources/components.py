@@ -8,12 +8,14 @@ depend on each other, so Pulumi creates them in parallel and destroys everything
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Final
 
 import pulumi
 
-from dockyard_resources.cloud.keys import LoginKey
+from dockyard_resources.cloud.keys import LoginKey, stack_login_key
+from dockyard_resources.config import ConfigError, validate_hosts
 from dockyard_resources.config.spec import HostSpec, ResolvedInstance
 from dockyard_resources.providers.instance import DockyardInstance
 from dockyard_resources.providers.networks import NetworkAllocation, requested_props
@@ -58,8 +60,30 @@ def allocation_resource_name(host_name: str) -> str:
     return f"{host_name}-networks"
 
 
+def invalid_config_message(errors: list[str], where: str) -> str:
+    count = f"{len(errors)} problem{'s' if len(errors) != 1 else ''}"
+    lines = [f"invalid configuration of {where} ({count}):", *(f"  - {e}" for e in errors)]
+    return "\n".join(lines)
+
+
+class LazyLoginKey:
+    """The stack's cloud login key, created on first use only (no cloud host: no key)."""
+
+    def __init__(self, configured: pulumi.Input[str] | None) -> None:
+        self._configured = None if configured is None else pulumi.Output.from_input(configured)
+        self._key: LoginKey | None = None
+
+    def __call__(self) -> LoginKey:
+        if self._key is None:
+            self._key = stack_login_key(self._configured)
+        return self._key
+
+
 class DockyardHost(pulumi.ComponentResource):
-    """A host, the Docker + sysbox install on it, and its instances."""
+    """A host, the Docker + sysbox install on it, and its instances.
+
+    In another Pulumi program: `DockyardHost.from_config({...})` with one host entry of the
+    stack file's `dockyard:hosts` (docs/library.md)."""
 
     provisioned: ProvisionedHost
     sysbox: SysboxHost
@@ -104,6 +128,28 @@ class DockyardHost(pulumi.ComponentResource):
         }
         self.outputs = self._outputs(spec)
         self.register_outputs({"address": self.provisioned.address})
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Mapping[str, Any],
+        *,
+        ssh_private_key: pulumi.Input[str] | None = None,
+        base_dir: Path | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> DockyardHost:
+        """A host from one entry of `dockyard:hosts` (same keys, same checks, same defaults
+        as the stack file); invalid input stops the program listing every problem, before
+        any resource is registered. `ssh_private_key` is the login key (kept secret)."""
+        try:
+            (spec,) = validate_hosts([dict(config)], base_dir=base_dir)
+        except ConfigError as exc:
+            errors = [e.removeprefix("hosts[0].") for e in exc.errors]
+            raise pulumi.RunError(
+                invalid_config_message(errors, f"host {config.get('name', '?')!r}")
+            ) from None
+        key = None if ssh_private_key is None else pulumi.Output.secret(ssh_private_key)
+        return cls(spec, ssh_private_key=key, login_key=LazyLoginKey(key), opts=opts)
 
     def _instance(self, host_name: str, instance: ResolvedInstance) -> DockyardInstance:
         # The SysboxHost has seen (or enforced) the host key: instances connect pinned.

@@ -7,8 +7,7 @@ from typing import Any, Final
 
 import pulumi
 
-from dockyard_resources.cloud.keys import LoginKey, stack_login_key
-from dockyard_resources.components import DockyardHost
+from dockyard_resources.components import DockyardHost, LazyLoginKey, invalid_config_message
 from dockyard_resources.config import ConfigError, validate_hosts
 from dockyard_resources.config.spec import HostSpec
 
@@ -16,12 +15,11 @@ CONFIG_NAMESPACE: Final = "dockyard"
 
 
 def config_error_message(errors: list[str]) -> str:
-    count = f"{len(errors)} problem{'s' if len(errors) != 1 else ''}"
-    lines = [f"invalid configuration of stack {pulumi.get_stack()!r} ({count}):"]
-    lines += [f"  - dockyard:{error}" for error in errors]
-    lines.append("Fix the stack file, then check it offline with")
-    lines.append("  python -m dockyard_resources validate stacks/Pulumi.<stack>.yaml")
-    return "\n".join(lines)
+    listing = invalid_config_message(
+        [f"dockyard:{error}" for error in errors], f"stack {pulumi.get_stack()!r}"
+    )
+    fix = "Fix the stack file, then check it offline with"
+    return f"{listing}\n{fix}\n  python -m dockyard_resources validate stacks/Pulumi.<stack>.yaml"
 
 
 def load_hosts(config: pulumi.Config, base_dir: Path) -> list[HostSpec]:
@@ -33,25 +31,12 @@ def load_hosts(config: pulumi.Config, base_dir: Path) -> list[HostSpec]:
         raise pulumi.RunError(config_error_message(exc.errors)) from None
 
 
-class _LazyLoginKey:
-    """The stack's cloud login key, created on first use only (no cloud host: no key)."""
-
-    def __init__(self, configured: pulumi.Output[str] | None) -> None:
-        self._configured = configured
-        self._key: LoginKey | None = None
-
-    def __call__(self) -> LoginKey:
-        if self._key is None:
-            self._key = stack_login_key(self._configured)
-        return self._key
-
-
 def build_hosts(
     specs: list[HostSpec], ssh_private_key: pulumi.Output[str] | None
 ) -> dict[str, DockyardHost]:
     """One `DockyardHost` per spec; hosts share nothing but the login key, so they run in
     parallel."""
-    login_key = _LazyLoginKey(ssh_private_key)
+    login_key = LazyLoginKey(ssh_private_key)
     return {
         spec.name: DockyardHost(spec, ssh_private_key=ssh_private_key, login_key=login_key)
         for spec in specs

@@ -7,6 +7,8 @@ outputs, and the resources the SysboxHost has to wait for.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,8 +17,6 @@ from typing import Any
 import pulumi
 
 from dockyard_resources.cloud import CloudServer
-from dockyard_resources.cloud.aws import provision_aws
-from dockyard_resources.cloud.hcloud import provision_hcloud
 from dockyard_resources.cloud.keys import LoginKey
 from dockyard_resources.config.models import (
     AwsProvision,
@@ -106,6 +106,26 @@ def from_cloud_server(server: CloudServer, login: LoginKey) -> ProvisionedHost:
     )
 
 
+# The cloud SDKs are large (pulumi-aws alone is about 270 MB): each is an extra of the
+# package (`pip install 'dockyard[aws]'`), imported only when a stack has a host of its kind.
+CLOUD_EXTRAS = {"hcloud": ("pulumi_hcloud", "pulumi-hcloud"), "aws": ("pulumi_aws", "pulumi-aws")}
+# What every cloud kind needs besides its own SDK (keys, the cloud-init wait).
+CLOUD_COMMON = (("pulumi_tls", "pulumi-tls"), ("pulumi_command", "pulumi-command"))
+
+
+def cloud_module(kind: str, host_name: str) -> Any:
+    """`dockyard_resources.cloud.<kind>`, or a message saying what to install."""
+    needed = (CLOUD_EXTRAS[kind], *CLOUD_COMMON)
+    missing = [dist for module, dist in needed if importlib.util.find_spec(module) is None]
+    if missing:
+        raise pulumi.RunError(
+            f"host {host_name} uses provision kind {kind}, which needs {', '.join(missing)}:"
+            f" install them with `pip install 'dockyard[{kind}]'` (or `pip install"
+            f" {' '.join(missing)}`) in the program's virtualenv"
+        )
+    return importlib.import_module(f"dockyard_resources.cloud.{kind}")
+
+
 def provision_host(
     spec: HostSpec,
     parent: pulumi.Resource,
@@ -120,11 +140,14 @@ def provision_host(
     if isinstance(provision, QemuProvision):
         return provision_qemu(spec.name, provision, parent)
     if isinstance(provision, HcloudProvision):
+        hcloud = cloud_module("hcloud", spec.name)
         login = login_key()
-        return from_cloud_server(provision_hcloud(spec.name, provision, login, parent), login)
+        server = hcloud.provision_hcloud(spec.name, provision, login, parent)
+        return from_cloud_server(server, login)
     if isinstance(provision, AwsProvision):
+        aws = cloud_module("aws", spec.name)
         login = login_key()
-        return from_cloud_server(provision_aws(spec.name, provision, login, parent), login)
+        return from_cloud_server(aws.provision_aws(spec.name, provision, login, parent), login)
     raise TypeError(f"unknown provision kind {provision!r}")  # pragma: no cover
 
 

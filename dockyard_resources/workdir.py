@@ -27,6 +27,22 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 _SECRETS_KEYS = ("encryptionsalt", "secretsprovider", "encryptedkey")
 
 
+class NotACheckout(StackFileError):
+    """A command that needs a Dockyard checkout ran from an installed package."""
+
+
+def require_checkout(command: str) -> Path:
+    """The checkout this code runs from; an installed package has none (its commands run
+    in the user's own Pulumi project instead: docs/library.md)."""
+    if not (REPO_ROOT / "Pulumi.yaml").is_file() or not (REPO_ROOT / "tests").is_dir():
+        raise NotACheckout(
+            f"`{command}` runs from a Dockyard checkout (it uses the checkout's Pulumi project"
+            " and tests); with the installed package, run `pulumi` in your own project"
+            " (docs/library.md) and `dockyard status|tunnel|logs --project-dir DIR` there"
+        )
+    return REPO_ROOT
+
+
 def stack_name_of(stack_file: Path) -> str:
     """`stacks/Pulumi.local.yaml` -> `local`."""
     name = stack_file.name
@@ -38,7 +54,7 @@ def stack_name_of(stack_file: Path) -> str:
 def write_project(work_dir: Path) -> Path:
     """A Pulumi project that runs this checkout's program with its `.venv`; returns the
     directory its stack files live in."""
-    project = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())
+    project = yaml.safe_load((require_checkout("deploy") / "Pulumi.yaml").read_text())
     project["main"] = str(REPO_ROOT)
     options = project.get("runtime", {}).get("options", {})
     if options.get("virtualenv"):

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_tls as tls
 from cryptography.hazmat.primitives import serialization
 
 # One login key pair per stack, shared by all its cloud hosts.
@@ -53,6 +52,8 @@ def stack_login_key(configured: pulumi.Output[str] | None) -> LoginKey:
         # A public key reveals nothing: keep it readable in previews and cloud-init diffs.
         public = pulumi.Output.unsecret(private.apply(public_key_line))
         return LoginKey(private_key=private, public_key=public)
+    import pulumi_tls as tls  # noqa: PLC0415 - a cloud extra, needed only here
+
     generated = tls.PrivateKey(STACK_LOGIN_KEY_NAME, algorithm="ED25519")
     return LoginKey(
         private_key=pulumi.Output.secret(generated.private_key_openssh),
@@ -61,6 +62,8 @@ def stack_login_key(configured: pulumi.Output[str] | None) -> LoginKey:
 
 
 def server_host_key(host_name: str, parent: pulumi.Resource) -> HostKey:
+    import pulumi_tls as tls  # noqa: PLC0415 - a cloud extra, needed only here
+
     key = tls.PrivateKey(
         f"{host_name}-host-key",
         algorithm="ED25519",

@@ -254,13 +254,16 @@ def host_of(name: str, out: dict[str, Any], resources: list[dict[str, Any]]) -> 
 
 
 def open_stack(name: str, project_dir: str | Path | None = None) -> DeployedStack:
-    """The stack `name` in the backend `pulumi` would use: read in `project_dir`, else in its
-    `make up` project directory (workdir.py) when that holds this stack, else in this
-    checkout (where plain `pulumi stack init` puts it)."""
+    """The stack `name` in the backend `pulumi` would use, read in `project_dir`; else in its
+    `make up` project directory (workdir.py) when that holds this stack; else in the current
+    directory when it is a Pulumi project (a program using the installed package); else in
+    this checkout (where plain `pulumi stack init` in the checkout puts it)."""
     if project_dir is not None:
         directory = Path(project_dir)
     elif (paths.stacks_dir() / name / "Pulumi.yaml").is_file():
         directory = paths.stacks_dir() / name
+    elif (Path.cwd() / "Pulumi.yaml").is_file():
+        directory = Path.cwd()
     else:
         directory = workdir.REPO_ROOT
     directory = directory.expanduser().resolve()

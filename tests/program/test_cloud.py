@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
+import pulumi
+import pytest
 import yaml
 
+from dockyard_resources import provisioning
 from dockyard_resources.cloud.cloudinit import CLOUD_USER
 from dockyard_resources.cloud.keys import STACK_LOGIN_KEY_NAME
 from dockyard_resources.cloud.wait import WAIT_COMMAND
@@ -229,3 +233,22 @@ def test_no_cloud_host_means_no_generated_keys() -> None:
         ]
     )
     assert run.of_type(TLS_TYPE) == []
+
+
+def test_a_cloud_kind_without_its_sdk_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The cloud SDKs are extras of the package: a missing one stops the program with the
+    pip command, and is looked for only when a host of that kind exists."""
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "pulumi_hcloud" else real(name, *a),
+    )
+    with pytest.raises(pulumi.RunError) as refused:
+        provisioning.cloud_module("hcloud", "edge-1")
+    message = str(refused.value)
+    assert "host edge-1 uses provision kind hcloud, which needs pulumi-hcloud" in message
+    assert "pip install 'dockyard[hcloud]'" in message
+    assert provisioning.cloud_module("aws", "x").__name__ == "dockyard_resources.cloud.aws"

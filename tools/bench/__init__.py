@@ -1,4 +1,4 @@
-"""The provisioning benchmark (`python -m dockyard_resources bench`, `make bench`).
+"""The provisioning benchmark (`python -m tools.bench`, `make bench`).
 
 It measures and reports; it never fails on a time. See docs/performance.md.
 """

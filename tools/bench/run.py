@@ -1,4 +1,4 @@
-"""`python -m dockyard_resources bench`: provisioning figures on the QEMU test host.
+"""`python -m tools.bench`: provisioning figures on the QEMU test host.
 
 Phases, in one run: a bare VM booted cold; SysboxHost create; N instances created together
 for each N asked for (memory per instance on the host, deletes); one instance by Dockyard
@@ -34,7 +34,7 @@ BENCH_VM_MEMORY_MB = 4096  # room for 8 instances; the test VM's 2 GiB is too sm
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m dockyard_resources bench")
+    parser = argparse.ArgumentParser(prog="python -m tools.bench")
     parser.add_argument(
         "--instances",
         default="1,2,3,4,8",
