@@ -29,14 +29,12 @@ import pytest
 
 from dockyard_resources import ci, cli
 from tests.userpaths.bash import ids_of
-from tests.userpaths.fresh_clone import REPO_ROOT, clone, hand_to, new_machine_env
+from tests.userpaths.fresh_clone import clone, hand_to, new_machine_env
 from tests.userpaths.github_actions import JobRun, Rules, load_jobs, run_job
 
 pytestmark = pytest.mark.engine
 
-WORKFLOWS = REPO_ROOT / "docs" / "examples" / "github-actions"
-QEMU_WORKFLOW = WORKFLOWS / "dockyard-qemu.yml"
-HCLOUD_WORKFLOW = WORKFLOWS / "dockyard-hcloud.yml"
+WORKFLOWS = Path("docs") / "examples" / "github-actions"  # read from the fresh clone
 UP_STEP = "Up, check, destroy"
 FIND_ADDRESS_STEP = "Find this runner's public IPv4 address"
 DOC_ADDRESS = "203.0.113.7"  # what the skipped address step stands for (a documentation one)
@@ -112,10 +110,10 @@ def _recording_stubs(bin_dir: Path, calls: Path) -> None:
 
 
 def test_the_hcloud_job_sets_up_without_root_or_packages(scratch: Path) -> None:
-    job = load_jobs(HCLOUD_WORKFLOW)["hcloud-host"]
     workspace, home, temp = scratch / "workspace", scratch / "home", scratch / "runner-temp"
     stubs, calls = scratch / "stubs", scratch / "calls"
     clone(workspace)
+    job = load_jobs(workspace / WORKFLOWS / "dockyard-hcloud.yml")["hcloud-host"]
     _recording_stubs(stubs, calls)
     for directory in (home, temp, scratch / "state"):
         directory.mkdir()
@@ -140,10 +138,10 @@ def test_the_hcloud_job_sets_up_without_root_or_packages(scratch: Path) -> None:
     )  # fmt: skip
     assert probe.stdout.strip() != "None"
 
-    _check_skipped_ci_step(job.steps[-1].run or "", job.env["STACK_FILE"])
+    _check_skipped_ci_step(job.steps[-1].run or "", job.env["STACK_FILE"], workspace)
 
 
-def _check_skipped_ci_step(command: str, stack_file: str) -> None:
+def _check_skipped_ci_step(command: str, stack_file: str, workspace: Path) -> None:
     """The skipped step's command line, as bash would expand it, is one `ci` accepts, and its
     firewall override reaches the stack's config."""
     expanded = subprocess.run(
@@ -154,7 +152,7 @@ def _check_skipped_ci_step(command: str, stack_file: str) -> None:
     assert expanded[:3] == [".venv/bin/python", "-m", "dockyard_resources"], expanded
     args = cli.build_parser().parse_args(expanded[3:])
     assert args.command == "ci"
-    config = ci.load_config(REPO_ROOT / args.stack_file, args.allowed_ssh_cidr)
+    config = ci.load_config(workspace / args.stack_file, args.allowed_ssh_cidr)
     (host,) = config["dockyard:hosts"]
     assert host["provision"]["allowedSshCidrs"] == [f"{DOC_ADDRESS}/32"], shlex.join(expanded)
 
@@ -162,9 +160,9 @@ def _check_skipped_ci_step(command: str, stack_file: str) -> None:
 @pytest.mark.vm
 @pytest.mark.timeout(5400)
 def test_the_qemu_job_deploys_checks_and_destroys(tmp_path: Path) -> None:
-    job = load_jobs(QEMU_WORKFLOW)["qemu-host"]
     workspace, state = tmp_path / "workspace", tmp_path / "state"
     clone(workspace)
+    job = load_jobs(workspace / WORKFLOWS / "dockyard-qemu.yml")["qemu-host"]
     env = new_machine_env(home=Path.home(), state=state, caches=True)
     try:
         run = run_job(job, RULES, workspace=workspace, temp=tmp_path / "runner-temp", env=env)
