@@ -27,6 +27,7 @@ PACKAGES_BY_KIND: Final[dict[str, tuple[str, ...]]] = {
         "qemu-utils",  # qemu-img: disk overlays and snapshots
         "ipxe-qemu",  # the virtio-net option ROM QEMU loads at start
         "debootstrap",  # builds the Debian VM image (as root, once)
+        "debian-archive-keyring",  # what debootstrap checks Debian's packages with (Ubuntu)
         "e2fsprogs",  # mkfs.ext4 -d: image and seed disk without loop mounts
     ),
 }
