@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -39,10 +40,13 @@ def test_the_locally_recipe_runs_as_printed(tmp_path: Path) -> None:
     script = tmp_path / "locally.sh"
     script.write_text(locally_block((workspace / "docs" / "ci.md").read_text()))
     env = new_machine_env(home=Path.home(), state=state, caches=True)
+    started = time.monotonic()
     try:
         output = run_bash(script, cwd=workspace, env=env, log=tmp_path / "locally.log")
     finally:
         shutil.rmtree(workspace, ignore_errors=True)  # its .venv is large
+    print(f"the Locally block took {(time.monotonic() - started) / 60:.1f} min")
+    print(output[-3000:])
     for line in ("] up", "] preview --expect-no-changes", "] acceptance:", "] destroy: stack"):
         assert line in output, output[-6000:]
     assert output.rstrip().endswith("] passed"), output[-6000:]

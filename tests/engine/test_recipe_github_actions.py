@@ -169,6 +169,8 @@ def test_the_qemu_job_deploys_checks_and_destroys(tmp_path: Path) -> None:
     finally:
         shutil.rmtree(workspace, ignore_errors=True)  # its .venv is large
     print("\n".join(run.report))
+    print("\n".join(f"{seconds / 60:5.1f} min  {name}" for name, seconds in run.seconds.items()))
+    print(run.outputs[UP_STEP][-3000:])
     assert run.report == [
         f"env STACK_FILE={RULES.env[('qemu-host', 'STACK_FILE')][0]}:"
         f" {RULES.env[('qemu-host', 'STACK_FILE')][1]}",

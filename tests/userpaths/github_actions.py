@@ -12,6 +12,7 @@ expression (`${{ ... }}`) in a step that runs is an error: nothing is dropped si
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +82,7 @@ class JobRun:
     user: str | None = None
     path: list[str] = field(default_factory=list)  # $GITHUB_PATH, newest first
     outputs: dict[str, str] = field(default_factory=dict)  # step name -> its output
+    seconds: dict[str, float] = field(default_factory=dict)  # step name -> wall time (shown)
     report: list[str] = field(default_factory=list)
 
 
@@ -142,6 +144,7 @@ def _run_script(run: JobRun, step: Step, script: str, env: dict[str, str]) -> st
         if run.user:
             os.chown(created, *ids_of(run.user))
     env = {**env, "GITHUB_ENV": str(github_env), "GITHUB_PATH": str(github_path)}
+    started = time.monotonic()
     try:
         output = run_bash(
             script_file, cwd=run.workspace, env=env, log=run.temp / f"step-{number}.log",
@@ -150,6 +153,7 @@ def _run_script(run: JobRun, step: Step, script: str, env: dict[str, str]) -> st
     except ScriptError as exc:
         raise WorkflowError(f"job {run.job.id}, step {step.name!r}: {exc}") from None
     run.outputs[step.name] = output
+    run.seconds[step.name] = time.monotonic() - started
     for line in _read_file_commands(github_env):
         name, _, value = line.partition("=")
         run.env[name] = value
