@@ -32,7 +32,6 @@ class WorkflowError(AssertionError):
 @dataclass(frozen=True)
 class Step:
     job: str
-    number: int
     name: str
     run: str | None
     uses: str | None
@@ -66,7 +65,7 @@ def load_jobs(path: Path) -> dict[str, Job]:
             if (run is None) == (uses is None):
                 raise WorkflowError(f"{path}: job {job_id} step {number}: one of run/uses")
             name = raw.get("name") or uses or str(run).strip().splitlines()[0]
-            steps.append(Step(job_id, number, name, run, uses, _strings(raw.get("env"))))
+            steps.append(Step(job_id, name, run, uses, _strings(raw.get("env"))))
         jobs[job_id] = Job(job_id, _strings(job.get("env")), tuple(steps))
     return jobs
 
@@ -134,31 +133,31 @@ def _read_file_commands(path: Path) -> list[str]:
     return [line for line in lines if line]
 
 
-def _run_script(run: JobRun, step: Step, script: str, env: dict[str, str]) -> str:
-    """The script as GitHub runs a `run:` step on Linux (`bash -e`); its output."""
+def _run_script(run: JobRun, name: str, script: str, env: dict[str, str]) -> None:
+    """The script as GitHub runs a `run:` step on Linux (`bash -e`); its output is kept."""
     number = len(run.outputs) + 1
     script_file = run.temp / f"step-{number}.sh"
     github_env, github_path = run.temp / f"env-{number}", run.temp / f"path-{number}"
-    for created in (script_file, github_env, github_path):
-        created.write_text(script if created is script_file else "")
-        if run.user:
+    script_file.write_text(script)
+    github_env.write_text("")
+    github_path.write_text("")
+    if run.user:
+        for created in (script_file, github_env, github_path):
             os.chown(created, *ids_of(run.user))
     env = {**env, "GITHUB_ENV": str(github_env), "GITHUB_PATH": str(github_path)}
+    log = run.temp / f"step-{number}.log"
     started = time.monotonic()
     try:
-        output = run_bash(
-            script_file, cwd=run.workspace, env=env, log=run.temp / f"step-{number}.log",
-            user=run.user,
-        )  # fmt: skip
+        run.outputs[name] = run_bash(
+            script_file, cwd=run.workspace, env=env, log=log, user=run.user
+        )
     except ScriptError as exc:
-        raise WorkflowError(f"job {run.job.id}, step {step.name!r}: {exc}") from None
-    run.outputs[step.name] = output
-    run.seconds[step.name] = time.monotonic() - started
+        raise WorkflowError(f"job {run.job.id}, step {name!r}: {exc}") from None
+    run.seconds[name] = time.monotonic() - started
     for line in _read_file_commands(github_env):
-        name, _, value = line.partition("=")
-        run.env[name] = value
+        variable, _, value = line.partition("=")
+        run.env[variable] = value
     run.path[:0] = reversed(_read_file_commands(github_path))
-    return output
 
 
 def run_job(
@@ -196,11 +195,11 @@ def run_job(
         env = _step_env(run, step, rules)
         if key in rules.before:
             command, why = rules.before[key]
-            _run_script(run, Step(job.id, 0, command, command, None, {}), command, env)
+            _run_script(run, command, command, env)
             run.report.append(f"ADDED {command}: {why}")
         assert step.run is not None
         if EXPRESSION in step.run:
             raise WorkflowError(f"step {step.name!r} uses a GitHub expression in run:")
-        _run_script(run, step, step.run, env)
+        _run_script(run, step.name, step.run, env)
         run.report.append(f"RAN {step.name}")
     return run
