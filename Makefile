@@ -6,13 +6,15 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 STACK ?= local
+# The stack file setup reads its provision kinds from (setup-ci takes any stack file).
+STACK_FILE ?= stacks/Pulumi.$(STACK).yaml
 export DOCKYARD_CACHE ?= $(HOME)/.cache/dockyard
 # The backend is the one `pulumi` itself would use (PULUMI_BACKEND_URL, else your `pulumi
 # login`); with neither, a local file backend with a generated passphrase (pulumi_env.py).
 export PULUMI_SKIP_UPDATE_CHECK := 1
 export PULUMI_DIY_BACKEND_NO_LEGACY_WARNING := 1
 
-.PHONY: up destroy preview test bench lint typecheck validate setup setup-dev system-deps system-deps-dev venv venv-dev clean-venv pulumi-cli test-artifacts
+.PHONY: up destroy preview test bench lint typecheck validate setup setup-ci setup-dev system-deps system-deps-dev venv venv-ci venv-dev clean-venv pulumi-cli test-artifacts
 
 ## up: set everything up and deploy the `local` stack (a QEMU VM with two instances)
 up: setup
@@ -59,15 +61,21 @@ typecheck: venv-dev
 validate: venv
 	for f in stacks/Pulumi.*.yaml; do $(VENV)/bin/python -m dockyard_resources validate "$$f"; done
 
-## setup: what deploying needs (make up); setup-dev adds what the tests and linters need
-setup: system-deps venv
+## setup: what deploying STACK needs (make up): .venv with the runtime dependencies and the
+## Debian packages of the stack's provision kinds (none, and no sudo, for remote hosts only);
+## setup-ci adds the acceptance suite's tools for the ci command (STACK_FILE=... for any
+## file); setup-dev adds what the tests and linters need.
+setup: venv system-deps
 
-setup-dev: system-deps-dev venv-dev
+setup-ci: venv-ci system-deps
 
-system-deps:
-	scripts/system-deps.sh deploy
+setup-dev: venv-dev system-deps-dev
 
-system-deps-dev:
+# After the venv: the packages are read from the stack file by Python.
+system-deps: venv
+	scripts/system-deps.sh deploy "$(STACK_FILE)"
+
+system-deps-dev: venv
 	scripts/system-deps.sh test
 
 venv: $(VENV)/.installed
@@ -77,9 +85,15 @@ $(VENV)/.installed: requirements.txt
 	$(VENV)/bin/pip install -q -r requirements.txt
 	touch $@
 
+venv-ci: $(VENV)/.installed-ci
+
+$(VENV)/.installed-ci: requirements-ci.txt $(VENV)/.installed
+	$(VENV)/bin/pip install -q -r requirements-ci.txt
+	touch $@
+
 venv-dev: $(VENV)/.installed-dev
 
-$(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(VENV)/.installed
+$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed-ci
 	$(VENV)/bin/pip install -q -r requirements-dev.txt
 	touch $@
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import re
 import secrets
 import shutil
@@ -25,18 +26,21 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any, TextIO, get_args
 
 from pulumi import automation as auto
 
 from dockyard_resources import paths, pulumi_env, workdir
 from dockyard_resources.config import (
+    AwsProvision,
     ConfigError,
+    HcloudProvision,
     StackFileError,
     load_stack_file,
     project_dir_of,
     validate_stack_config,
 )
+from dockyard_resources.config.stackfile import NAMESPACE
 from dockyard_resources.errors import DockyardError
 
 REPO_ROOT = workdir.REPO_ROOT
@@ -47,6 +51,14 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 _SECURE = "secure"
 _SPINNER = re.compile(r"@ [a-z]+\.*")
+# The provision kinds with an SSH firewall, and the stack file key of its allowed sources.
+_FIREWALLED = (HcloudProvision, AwsProvision)
+_CIDRS_KEY = str(HcloudProvision.model_fields["allowed_ssh_cidrs"].alias)
+NO_PYTEST = (
+    "the acceptance suite needs pytest, which {python} does not have: install the ci"
+    " command's tools with `make setup-ci` (or `{python} -m pip install -r"
+    " requirements-ci.txt`)"
+)
 
 
 class CiError(DockyardError):
@@ -80,9 +92,31 @@ def _secure_keys(config: dict[str, Any]) -> list[str]:
     )
 
 
-def load_config(stack_file: Path) -> dict[str, Any]:
+def with_allowed_ssh_cidrs(config: dict[str, Any], cidrs: Sequence[str]) -> dict[str, Any]:
+    """`config` with every cloud host's `allowedSshCidrs` replaced by `cidrs` (a CI job
+    allows its own runner's address, known only when the job runs)."""
+    kinds = {get_args(model.model_fields["kind"].annotation)[0] for model in _FIREWALLED}
+    hosts = config.get(f"{NAMESPACE}:hosts")
+    result, firewalled = [], 0
+    for host in hosts if isinstance(hosts, list) else ():
+        provision = host.get("provision") if isinstance(host, dict) else None
+        if isinstance(provision, dict) and provision.get("kind") in kinds:
+            host = {**host, "provision": {**provision, _CIDRS_KEY: list(cidrs)}}  # noqa: PLW2901
+            firewalled += 1
+        result.append(host)
+    if not firewalled:
+        raise CiError(
+            f"--allowed-ssh-cidr: the stack file has no host with an SSH firewall"
+            f" (kind {' or '.join(sorted(kinds))}); leave the option out"
+        )
+    return {**config, f"{NAMESPACE}:hosts": result}
+
+
+def load_config(stack_file: Path, allowed_ssh_cidrs: Sequence[str] = ()) -> dict[str, Any]:
     """The stack file's `config:` mapping, validated offline; secrets cannot travel."""
     config = load_stack_file(str(stack_file))
+    if allowed_ssh_cidrs:
+        config = with_allowed_ssh_cidrs(config, allowed_ssh_cidrs)
     secure = _secure_keys(config)
     if secure:
         raise CiError(
@@ -244,6 +278,14 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument("--stack-file", required=True, metavar="FILE", type=Path)
     parser.add_argument(
+        "--allowed-ssh-cidr",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="allow SSH to the stack's cloud hosts from CIDR only, instead of their"
+        " allowedSshCidrs (repeatable; e.g. the CI runner's own address/32)",
+    )
+    parser.add_argument(
         "--keep-on-failure",
         action="store_true",
         help="leave the stack deployed when a step fails (prints how to destroy it)",
@@ -261,7 +303,15 @@ def ci_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     stack_file: Path = args.stack_file
     try:
         workdir.require_checkout("ci")
-        config = load_config(stack_file)
+    except StackFileError as exc:
+        print(f"error: {exc}", file=err)
+        return EXIT_USAGE
+    # Before anything exists: the acceptance step runs pytest with this Python.
+    if importlib.util.find_spec("pytest") is None:
+        print(f"error: {NO_PYTEST.format(python=sys.executable)}", file=err)
+        return EXIT_USAGE
+    try:
+        config = load_config(stack_file, args.allowed_ssh_cidr)
     except StackFileError as exc:
         print(f"error: {exc}", file=err)
         return EXIT_USAGE
