@@ -298,29 +298,34 @@ def add_parser(commands: Any) -> None:
     )
 
 
-def ci_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    log = Progress(out, time.monotonic())
-    stack_file: Path = args.stack_file
+def _cannot_start() -> str | None:
+    """Why `ci` cannot run here at all, before anything exists."""
     try:
         workdir.require_checkout("ci")
     except StackFileError as exc:
-        print(f"error: {exc}", file=err)
-        return EXIT_USAGE
-    # Before anything exists: the acceptance step runs pytest with this Python.
+        return str(exc)
+    # The acceptance step runs pytest with this Python.
     if importlib.util.find_spec("pytest") is None:
-        print(f"error: {NO_PYTEST.format(python=sys.executable)}", file=err)
+        return NO_PYTEST.format(python=sys.executable)
+    return None
+
+
+def ci_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    log = Progress(out, time.monotonic())
+    stack_file: Path = args.stack_file
+    problem = _cannot_start()
+    if problem:
+        print(f"error: {problem}", file=err)
         return EXIT_USAGE
     try:
         config = load_config(stack_file, args.allowed_ssh_cidr)
-    except StackFileError as exc:
-        print(f"error: {exc}", file=err)
-        return EXIT_USAGE
+        environ = pulumi_env.pulumi_environment()
     except ConfigError as exc:
         print(f"{stack_file}: invalid, {len(exc.errors)} error(s):", file=err)
         for line in exc.errors:
             print(f"  {line}", file=err)
         return EXIT_FAILED
-    except CiError as exc:
+    except DockyardError as exc:  # an unreadable file, secrets that cannot travel, a backend
         print(f"error: {exc}", file=err)
         return EXIT_USAGE
     run = CiRun(
@@ -328,7 +333,7 @@ def ci_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         keep_on_failure=args.keep_on_failure,
         acceptance_args=args.acceptance_args,
         log=log,
-        environ=pulumi_env.pulumi_environment(),
+        environ=environ,
     )
     try:
         return run.run(config)
