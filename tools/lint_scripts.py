@@ -25,6 +25,7 @@ from pathlib import Path
 from dockyard_resources.hostops import instance as instance_ops
 from dockyard_resources.render import instance as instance_render
 from dockyard_resources.render import sysbox_host as sysbox_render
+from dockyard_resources.transport.upload import upload_script
 
 REPO = Path(__file__).resolve().parent.parent
 SEVERITY = "warning"
@@ -155,6 +156,15 @@ def sysbox_host_scripts() -> Iterator[Script]:
         yield Script(f"sysbox host: {what}", sysbox_render.remove_script(owner), template("remove"))
 
 
+def transport_scripts() -> Iterator[Script]:
+    for owner in (None, "nobody:root"):
+        yield Script(
+            f"transport: upload{' (owner)' if owner else ''}",
+            upload_script("/var/cache/dockyard/uploads/" + SHA_A, 0o600, owner),
+            "dockyard_resources/transport/upload.py",
+        )
+
+
 def static_scripts() -> Iterator[Script]:
     seen: set[Path] = set()
     for pattern in STATIC:
@@ -190,7 +200,12 @@ def main() -> int:
     if shutil.which("shellcheck") is None:
         print("lint_scripts: shellcheck not found; scripts/system-deps.sh installs it")
         return 2
-    scripts = [*instance_scripts(), *sysbox_host_scripts(), *static_scripts()]
+    scripts = [
+        *instance_scripts(),
+        *sysbox_host_scripts(),
+        *transport_scripts(),
+        *static_scripts(),
+    ]
     with (
         tempfile.TemporaryDirectory(prefix="dockyard-lint-") as tmp,
         ThreadPoolExecutor(max_workers=os.cpu_count() or 4) as pool,
