@@ -141,6 +141,9 @@ def sysbox_host_scripts() -> Iterator[Script]:
     yield Script(
         "sysbox host: inspect", sysbox_render.inspect_script(DOCKER, SYSBOX), template("inspect")
     )
+    yield Script(
+        "sysbox host: staging", sysbox_render.staging_script((SHA_A, SHA_B)), template("stage")
+    )
     for mode in ("download", "upload"):
         for allow in (False, True):
             for owner in ("", SYSBOX_OWNER):

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
+from dockyard_resources.config.urls import secret_parts
 from dockyard_resources.errors import HostOutputError, InputError
 from dockyard_resources.hostops import artifacts, preflight
 from dockyard_resources.render import facts
@@ -199,6 +200,8 @@ def install(target: SshTarget, request: HostRequest, log: Log = _ignore) -> Inst
         step="install docker + sysbox",
         timeout=INSTALL_TIMEOUT_S,
         on_line=_line_logger(log, actions),
+        # The script shows URLs without credentials; anything else that echoes one is masked.
+        secrets=[*secret_parts(plan.docker.url), *secret_parts(plan.sysbox.url)],
     )
     state = HostState.from_output(result.stdout)
     drift = state.drift(plan)

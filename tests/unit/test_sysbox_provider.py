@@ -297,10 +297,14 @@ def test_cached_artifacts_are_not_uploaded(tmp_path: Path) -> None:
     sent: list[str] = []
 
     class Recorder:
+        def run(self, script: str, **_: object) -> None:
+            sent.append("staging" if script == r.staging_script((art.sha256,)) else script)
+
         def upload(self, path: Path, remote: str, mode: int) -> None:
             sent.append(remote)
 
     assert artifacts.upload_missing(Recorder(), [art], {art.sha256}) == []  # type: ignore[arg-type]
     assert sent == []
     artifacts.upload_missing(Recorder(), [art], set())  # type: ignore[arg-type]
-    assert sent == [r.upload_path(art.sha256)]
+    # The staging directory is made safe first (tests/unit/test_sysbox_behaviour.py).
+    assert sent == ["staging", r.upload_path(art.sha256)]
