@@ -103,6 +103,31 @@ def sysbox_restart_problem(
     )
 
 
+def sysbox_restart_warning(olds: Mapping[str, Any], news: Mapping[str, Any]) -> str | None:
+    """What the preview must say when this update restarts the shared sysbox service: the
+    opt-in is set and sysbox (or its unit, supervisor or binaries, per `read`'s drift) changes
+    on the host."""
+    if news.get("allowSysboxRestart") is not True:
+        return None
+    arch = olds.get("arch")
+    changes = sysbox_restart_problem(olds.get("sysbox"), news.get("sysbox"), False, arch)
+    repaired = [
+        line
+        for line in olds.get("drift") or []
+        if isinstance(line, str)
+        and line.startswith((render.UNIT_PATH, render.SUPERVISOR_PATH, "sysbox "))
+    ]
+    if not changes and not repaired:
+        return None
+    what = "sysbox changes" if changes else f"it repairs {'; '.join(repaired)}"
+    return (
+        f"SysboxHost {news.get('hostName')}: {what}, and with allowSysboxRestart this update "
+        f"restarts {render.SERVICE_NAME} if it runs: every Dockyard instance on this host, of "
+        "every stack, restarts with it at once (Requires=), and their running sysbox "
+        "containers stop"
+    )
+
+
 def check_props(olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Every problem with the inputs as (property path, reason); no host is touched."""
     problems = connection_problems(news.get("connection"))
@@ -238,6 +263,9 @@ class SysboxHostProvider(dyn.ResourceProvider):
         )  # fmt: skip
         if restart and not replaces:
             raise InputError(f"SysboxHost {olds.get('hostName')}: {restart}")
+        warning = None if replaces else sysbox_restart_warning(olds, news)
+        if warning:
+            pulumi.log.warn(warning)
         if changed:
             how = "replace" if replaces else "update in place"
             _report(news)(f"{how}; changed: {', '.join(changed)}")
