@@ -12,22 +12,27 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlsplit
 
-_SCHEMES = ("http", "https")
+
+def _is_url(url: str) -> bool:
+    """A `scheme://host...` URL (any scheme, so that messages about a wrong one mask it
+    too); a local path is none."""
+    parts = urlsplit(url)
+    return bool(parts.scheme and url[len(parts.scheme) :].startswith("://"))
 
 
 def has_credentials(url: str) -> bool:
-    """True for an http(s) URL with user info, a query or a fragment."""
+    """True for a URL with user info, a query or a fragment."""
     parts = urlsplit(url)
-    return parts.scheme in _SCHEMES and bool(
+    return _is_url(url) and bool(
         "@" in parts.netloc or parts.query or parts.fragment or url.endswith(("?", "#"))
     )
 
 
 def public_url(url: str) -> str:
-    """`scheme://host[:port]/path` of an http(s) URL; anything else (a local path) as is."""
-    parts = urlsplit(url)
-    if parts.scheme not in _SCHEMES:
+    """`scheme://host[:port]/path` of a URL; anything else (a local path) as is."""
+    if not _is_url(url):
         return url
+    parts = urlsplit(url)
     host = parts.netloc.rpartition("@")[2]
     return f"{parts.scheme}://{host}{parts.path}"
 
