@@ -191,7 +191,12 @@ def install(target: SshTarget, request: HostRequest, log: Log = _ignore) -> Inst
     log(f"{facts.distro_name}, kernel {facts.kernel}, {facts.arch}")
     actions: list[str] = []
     if plan.mode == "upload":
-        sent = artifacts.upload_missing(sess, [plan.docker, plan.sysbox], set(facts.cached_sha256))
+        sent = artifacts.upload_missing(
+            sess,
+            [plan.docker, plan.sysbox],
+            set(facts.cached_sha256),
+            on_line=_line_logger(log, actions),
+        )
         for item in sent:
             actions.append(f"artifact uploaded: {item}")
             log(f"uploaded {item}")
