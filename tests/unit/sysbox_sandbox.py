@@ -196,7 +196,7 @@ def binary(name: str, kind: str = "genuine") -> bytes:
 
 
 @dataclass(frozen=True)
-class TestArtifacts:
+class SandboxArtifacts:
     """A Docker tarball and a sysbox "deb" (a tar.gz with the deb's layout: dpkg-deb is a stub
     here), and the attacker's payload: both layouts, every binary evil."""
 
@@ -205,7 +205,7 @@ class TestArtifacts:
     payload: Path
 
     @classmethod
-    def build(cls, directory: Path) -> TestArtifacts:
+    def build(cls, directory: Path) -> SandboxArtifacts:
         docker = {f"docker/{b}": binary(b) for b in r.DOCKER_BINARIES}
         sysbox = {f"usr/bin/{b}": binary(b) for b in r.SYSBOX_BINARIES}
         evil = {
@@ -272,7 +272,7 @@ class Sandbox:
             path.mkdir(parents=True, exist_ok=True)
             path.chmod(mode)
         (work / "urls").write_text("")
-        self.artifacts = TestArtifacts.build(work)
+        self.artifacts = SandboxArtifacts.build(work)
         # Readable by the attacker (nobody), unlike pytest's tmp_path.
         self.attacker_dir = base / "attacker"
         self.attacker_dir.mkdir(mode=0o755)
