@@ -25,6 +25,7 @@ from pathlib import Path
 from dockyard_resources.hostops import instance as instance_ops
 from dockyard_resources.render import instance as instance_render
 from dockyard_resources.render import sysbox_host as sysbox_render
+from dockyard_resources.transport.upload import upload_script
 
 REPO = Path(__file__).resolve().parent.parent
 SEVERITY = "warning"
@@ -140,6 +141,9 @@ def sysbox_host_scripts() -> Iterator[Script]:
     yield Script(
         "sysbox host: inspect", sysbox_render.inspect_script(DOCKER, SYSBOX), template("inspect")
     )
+    yield Script(
+        "sysbox host: staging", sysbox_render.staging_script((SHA_A, SHA_B)), template("stage")
+    )
     for mode in ("download", "upload"):
         for allow in (False, True):
             for owner in ("", SYSBOX_OWNER):
@@ -153,6 +157,15 @@ def sysbox_host_scripts() -> Iterator[Script]:
                 )
     for what, owner in (("remove (no owner)", ""), ("remove (owner)", SYSBOX_OWNER)):
         yield Script(f"sysbox host: {what}", sysbox_render.remove_script(owner), template("remove"))
+
+
+def transport_scripts() -> Iterator[Script]:
+    for owner in (None, "nobody:root"):
+        yield Script(
+            f"transport: upload{' (owner)' if owner else ''}",
+            upload_script("/var/cache/dockyard/uploads/" + SHA_A, 0o600, owner),
+            "dockyard_resources/transport/upload.py",
+        )
 
 
 def static_scripts() -> Iterator[Script]:
@@ -190,7 +203,12 @@ def main() -> int:
     if shutil.which("shellcheck") is None:
         print("lint_scripts: shellcheck not found; scripts/system-deps.sh installs it")
         return 2
-    scripts = [*instance_scripts(), *sysbox_host_scripts(), *static_scripts()]
+    scripts = [
+        *instance_scripts(),
+        *sysbox_host_scripts(),
+        *transport_scripts(),
+        *static_scripts(),
+    ]
     with (
         tempfile.TemporaryDirectory(prefix="dockyard-lint-") as tmp,
         ThreadPoolExecutor(max_workers=os.cpu_count() or 4) as pool,

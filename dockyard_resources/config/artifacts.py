@@ -17,6 +17,7 @@ from packaging.version import InvalidVersion, Version
 from dockyard_resources.config import values
 from dockyard_resources.config.models import ArtifactConfig, ArtifactsMode
 from dockyard_resources.config.spec import ArchArtifact, ResolvedArtifact
+from dockyard_resources.config.urls import public_url
 from dockyard_resources.config.versions import (
     ARCHES,
     DEB_ARCH,
@@ -52,8 +53,8 @@ def _check_url(url: str, mode: ArtifactsMode) -> str | None:
     unknown = [p for p in _PLACEHOLDER_RE.findall(url) if p not in _PLACEHOLDERS]
     if unknown:
         return (
-            f"{url!r} uses unknown placeholder {{{unknown[0]}}}; only {{version}}, {{arch}}"
-            " (x86_64/aarch64) and {debArch} (amd64/arm64) are filled in"
+            f"{public_url(url)!r} uses unknown placeholder {{{unknown[0]}}}; only {{version}},"
+            " {arch} (x86_64/aarch64) and {debArch} (amd64/arm64) are filled in"
         )
     try:
         values.artifact_location(url, mode)

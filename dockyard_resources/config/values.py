@@ -14,6 +14,8 @@ import re
 import struct
 from typing import Any, Final
 
+from dockyard_resources.config.urls import public_url
+
 PRIVATE_RANGES: Final = (
     ipaddress.IPv4Network("10.0.0.0/8"),
     ipaddress.IPv4Network("172.16.0.0/12"),
@@ -267,9 +269,10 @@ _REMOTE_URL_RE: Final = re.compile(r"https?://[^/\s]+(/\S*)?")
 def artifact_location(value: Any, mode: str) -> str:
     """Where an artifact comes from: an http(s) URL, or (upload mode) a local path."""
     text = _text(value, "https://mirror.example.com/docker-29.2.1.tgz")
+    shown = public_url(text)  # a URL may carry credentials: messages never show them
     if not _LOCATION_RE.fullmatch(text) or len(text) > 2000:
         raise ValueError(
-            f"{text[:80]!r} holds characters a URL or path never needs (spaces, quotes, '$',"
+            f"{shown[:80]!r} holds characters a URL or path never needs (spaces, quotes, '$',"
             " backquotes, backslashes or control characters); give a plain URL or path"
         )
     if _REMOTE_URL_RE.fullmatch(text):
@@ -278,11 +281,11 @@ def artifact_location(value: Any, mode: str) -> str:
         if text.startswith(("/", "~", "file://")):
             return text
         raise ValueError(
-            f"{text!r} is neither an http(s) URL nor an absolute or ~ path; give a mirror URL"
+            f"{shown!r} is neither an http(s) URL nor an absolute or ~ path; give a mirror URL"
             " or the local file to upload, e.g. ~/artifacts/docker-29.2.1.tgz"
         )
     raise ValueError(
-        f"{text!r} is not an http(s) URL the host can download; give a mirror URL, or set"
+        f"{shown!r} is not an http(s) URL the host can download; give a mirror URL, or set"
         " `artifacts: upload` on the host to send a local file from the machine running Pulumi"
     )
 

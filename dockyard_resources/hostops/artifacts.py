@@ -16,10 +16,12 @@ from pathlib import Path
 
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from dockyard_resources.config.urls import secret_parts
 from dockyard_resources.errors import DockyardError
 from dockyard_resources.paths import cache_root
-from dockyard_resources.render.sysbox_host import Artifact, upload_path
-from dockyard_resources.transport import SshSession
+from dockyard_resources.render.sysbox_host import Artifact, staging_script, upload_path
+from dockyard_resources.transport import OnLine, SshSession
+from dockyard_resources.transport.masking import mask, mask_pieces
 
 _CHUNK = 1 << 20
 
@@ -78,11 +80,12 @@ def local_copy(artifact: Artifact) -> Path:
         try:
             _fetch(artifact.url, dest)
         except OSError as exc:
+            reason = mask(str(exc), mask_pieces(secret_parts(artifact.url)))
             raise ArtifactError(
-                f"{artifact.name} artifact: cannot fetch {artifact.url}: {exc}"
-            ) from exc
+                f"{artifact.name} artifact: cannot fetch {artifact.shown_url}: {reason}"
+            ) from None
         try:
-            verify(artifact, dest, f"fetched from {artifact.url}")
+            verify(artifact, dest, f"fetched from {artifact.shown_url}")
         except ArtifactError:
             dest.unlink(missing_ok=True)
             raise
@@ -94,12 +97,28 @@ def local_copy(artifact: Artifact) -> Path:
     return path
 
 
-def upload_missing(session: SshSession, artifacts: list[Artifact], cached: set[str]) -> list[str]:
-    """Upload each artifact the host's cache lacks; returns what was sent.
+def upload_missing(
+    session: SshSession,
+    artifacts: list[Artifact],
+    cached: set[str],
+    on_line: OnLine | None = None,
+) -> list[str]:
+    """Upload each artifact the host's cache lacks; returns what was sent. `on_line` gets
+    the staging script's output (what it had to replace).
 
-    Every file is verified locally first, so a wrong sha256 sends nothing at all.
+    Every file is verified locally first, so a wrong sha256 sends nothing at all. The files
+    are staged in a directory the staging script makes root's alone first; the install
+    script verifies them again on the host, where they are unpacked from.
     """
     missing = [(a, local_copy(a)) for a in artifacts if a.sha256 not in cached]
+    if missing:
+        shas = tuple(artifact.sha256 for artifact, _ in missing)
+        session.run(
+            staging_script(shas),
+            step="prepare the upload directory",
+            timeout=1200,
+            on_line=on_line,
+        )
     for artifact, path in missing:
         session.upload(path, upload_path(artifact.sha256), 0o600)
-    return [f"{artifact.name} ({artifact.url})" for artifact, _ in missing]
+    return [f"{artifact.name} ({artifact.shown_url})" for artifact, _ in missing]

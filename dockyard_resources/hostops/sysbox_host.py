@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
+from dockyard_resources.config.urls import secret_parts
 from dockyard_resources.errors import HostOutputError, InputError
 from dockyard_resources.hostops import artifacts, preflight
 from dockyard_resources.render import facts
@@ -190,7 +191,12 @@ def install(target: SshTarget, request: HostRequest, log: Log = _ignore) -> Inst
     log(f"{facts.distro_name}, kernel {facts.kernel}, {facts.arch}")
     actions: list[str] = []
     if plan.mode == "upload":
-        sent = artifacts.upload_missing(sess, [plan.docker, plan.sysbox], set(facts.cached_sha256))
+        sent = artifacts.upload_missing(
+            sess,
+            [plan.docker, plan.sysbox],
+            set(facts.cached_sha256),
+            on_line=_line_logger(log, actions),
+        )
         for item in sent:
             actions.append(f"artifact uploaded: {item}")
             log(f"uploaded {item}")
@@ -199,6 +205,8 @@ def install(target: SshTarget, request: HostRequest, log: Log = _ignore) -> Inst
         step="install docker + sysbox",
         timeout=INSTALL_TIMEOUT_S,
         on_line=_line_logger(log, actions),
+        # The script shows URLs without credentials; anything else that echoes one is masked.
+        secrets=[*secret_parts(plan.docker.url), *secret_parts(plan.sysbox.url)],
     )
     state = HostState.from_output(result.stdout)
     drift = state.drift(plan)

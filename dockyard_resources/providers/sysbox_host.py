@@ -16,6 +16,7 @@ import pulumi
 import pulumi.dynamic as dyn
 
 from dockyard_resources.config import values
+from dockyard_resources.config.urls import has_credentials
 from dockyard_resources.errors import InputError
 from dockyard_resources.hostops import sysbox_host as ops
 from dockyard_resources.providers import quiet_errors
@@ -41,6 +42,42 @@ INPUT_KEYS = (
 )
 
 quiet_errors.install()
+
+
+def _urls_carry_credentials(spec: Any) -> bool:
+    """True when any artifact URL of a `{version, artifacts: {arch: {url, ...}}}` spec holds
+    credentials (config/urls.py)."""
+    by_arch = spec.get("artifacts") if isinstance(spec, Mapping) else None
+    if not isinstance(by_arch, Mapping):
+        return False
+    return any(
+        isinstance(entry, Mapping) and has_credentials(str(entry.get("url") or ""))
+        for entry in by_arch.values()
+    )
+
+
+def _secret_if_credentials(spec: pulumi.Input[Mapping[str, Any]]) -> tuple[Any, bool]:
+    """The artifact spec as the resource input, a secret when a URL carries credentials,
+    and whether its output must be listed as secret. A spec that is (or holds) an Output is
+    decided when it resolves, and its output is listed as secret in any case."""
+    if isinstance(spec, Mapping) and not _holds_outputs(spec):
+        if _urls_carry_credentials(spec):
+            return pulumi.Output.secret(spec), True
+        return spec, False
+    resolved = pulumi.Output.from_input(spec)
+    return resolved.apply(
+        lambda v: pulumi.Output.secret(v) if _urls_carry_credentials(v) else v
+    ), True
+
+
+def _holds_outputs(value: Any) -> bool:
+    if isinstance(value, pulumi.Output) or hasattr(value, "__await__"):
+        return True
+    if isinstance(value, Mapping):
+        return any(_holds_outputs(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_holds_outputs(v) for v in value)
+    return False
 
 
 # --- check ---------------------------------------------------------------------------------
@@ -100,6 +137,31 @@ def sysbox_restart_problem(
         "(or its artifact changes): installing it restarts sysbox-fs, which breaks every running "
         "sysbox container on this host (they must be recreated). Set "
         "hosts[i].allowSysboxRestart: true to accept that."
+    )
+
+
+def sysbox_restart_warning(olds: Mapping[str, Any], news: Mapping[str, Any]) -> str | None:
+    """What the preview must say when this update restarts the shared sysbox service: the
+    opt-in is set and sysbox (or its unit, supervisor or binaries, per `read`'s drift) changes
+    on the host."""
+    if news.get("allowSysboxRestart") is not True:
+        return None
+    arch = olds.get("arch")
+    changes = sysbox_restart_problem(olds.get("sysbox"), news.get("sysbox"), False, arch)
+    repaired = [
+        line
+        for line in olds.get("drift") or []
+        if isinstance(line, str)
+        and line.startswith((render.UNIT_PATH, render.SUPERVISOR_PATH, "sysbox "))
+    ]
+    if not changes and not repaired:
+        return None
+    what = "sysbox changes" if changes else f"it repairs {'; '.join(repaired)}"
+    return (
+        f"SysboxHost {news.get('hostName')}: {what}, and with allowSysboxRestart this update "
+        f"restarts {render.SERVICE_NAME} if it runs: every Dockyard instance on this host, of "
+        "every stack, restarts with it at once (Requires=), and their running sysbox "
+        "containers stop"
     )
 
 
@@ -238,6 +300,9 @@ class SysboxHostProvider(dyn.ResourceProvider):
         )  # fmt: skip
         if restart and not replaces:
             raise InputError(f"SysboxHost {olds.get('hostName')}: {restart}")
+        warning = None if replaces else sysbox_restart_warning(olds, news)
+        if warning:
+            pulumi.log.warn(warning)
         if changed:
             how = "replace" if replaces else "update in place"
             _report(news)(f"{how}; changed: {', '.join(changed)}")
@@ -344,12 +409,14 @@ class SysboxHost(dyn.Resource, module="dockyard", name="SysboxHost"):
         allow_sysbox_restart: pulumi.Input[bool] = False,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        docker_input, docker_secret = _secret_if_credentials(docker)
+        sysbox_input, sysbox_secret = _secret_if_credentials(sysbox)
         props: dict[str, Any] = {
             "owner": owner,
             "connection": connection,
             "hostName": host_name,
-            "docker": docker,
-            "sysbox": sysbox,
+            "docker": docker_input,
+            "sysbox": sysbox_input,
             "artifactsMode": artifacts_mode,
             "allowSysboxRestart": allow_sysbox_restart,
         }
@@ -358,7 +425,12 @@ class SysboxHost(dyn.Resource, module="dockyard", name="SysboxHost"):
             "sysboxDir", "dockerSha256", "sysboxSha256", "hostKey", "hostKeyFingerprint", "drift",
         ):  # fmt: skip
             props[out] = None
+        secret_outputs = [
+            *SECRET_OUTPUTS,
+            *(["docker"] if docker_secret else []),
+            *(["sysbox"] if sysbox_secret else []),
+        ]
         opts = pulumi.ResourceOptions.merge(
-            opts, pulumi.ResourceOptions(additional_secret_outputs=SECRET_OUTPUTS)
+            opts, pulumi.ResourceOptions(additional_secret_outputs=secret_outputs)
         )
         super().__init__(SysboxHostProvider(), resource_name, props, opts)

@@ -31,7 +31,9 @@ from dockyard_resources.render.layout import SYSTEM_PATH
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
 # One lock file for every Dockyard operation on a host: useradd, daemon-reload,
-# iptables, apt and the shared sysbox service must never race between resources.
+# iptables and the shared sysbox service must never race between resources. (Slow steps
+# that change none of these - cloud-init, apt, downloads - run outside it: see
+# render/sysbox_host.py's ARTIFACT_LOCK.)
 HOST_LOCK = "/run/dockyard.lock"
 # Waiting longer than this for another operation means something is stuck.
 HOST_LOCK_TIMEOUT_S = 900
@@ -54,6 +56,9 @@ def _wait_for_lock(fd: int, what: str) -> str:
 
 
 _LOCK = f"exec 9>{HOST_LOCK}\n" + _wait_for_lock(9, HOST_LOCK)
+# Takes the host lock in the middle of a script (`bash_script(..., locked=False)`) whose
+# first steps wait for other things (cloud-init, downloads) that must not hold it.
+HOLD_HOST_LOCK = _LOCK
 
 # Ends the host lock early in a script whose remaining steps touch only what its own lock
 # (`hold_dir_lock`) guards, so operations on other resources of the host need not wait.
@@ -66,6 +71,14 @@ def hold_dir_lock(var: str) -> str:
     Taken while the host lock is held (always in that order: no two scripts can wait on
     each other crosswise)."""
     return f'exec 8<"${var}"\n' + _wait_for_lock(8, f"${var}")
+
+
+def hold_lock(fd: int, path: str) -> str:
+    """Shell: open the lock file `path` on `fd` and wait for its flock (until the script
+    ends or `flock -u fd`). Lock order, for a lock other than the host lock: a script that
+    holds it never waits for the host lock; a script that holds the host lock may wait
+    for it. So no two scripts can wait on each other crosswise."""
+    return f"exec {fd}>{path}\n" + _wait_for_lock(fd, path)
 
 
 def bash_script(body: str, *, locked: bool = True) -> str:

@@ -8,19 +8,27 @@ lives in `templates/sysbox_host/` (`render.common` states the quoting rule).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from dockyard_resources.config.urls import public_url
 from dockyard_resources.render import facts
-from dockyard_resources.render.common import bash_script, render
+from dockyard_resources.render.common import HOLD_HOST_LOCK, bash_script, hold_lock, render
 from dockyard_resources.render.layout import INSTANCE_MARKER, SYSBOX_SERVICE, SYSTEMD_DIR
 
 LIB_ROOT: Final = "/usr/local/lib/dockyard"
 SUPERVISOR_PATH: Final = f"{LIB_ROOT}/dockyard-sysbox-run"
-CACHE_DIR: Final = "/var/cache/dockyard/artifacts"
-# Uploads land here first (the cache dir may not exist yet); the install script verifies
-# them and moves them into the cache.
-UPLOAD_DIR: Final = "/var/tmp"
+# Root's alone (0700, and every parent root's and writable by root only): nobody else can
+# put, swap or move a file there between its hash and its use.
+CACHE_ROOT: Final = "/var/cache/dockyard"
+CACHE_DIR: Final = f"{CACHE_ROOT}/artifacts"  # verified artifacts, named by their sha256
+# Uploads are staged here (`staging_script` makes it safe first); install moves each into
+# the cache and hashes it there, so the bytes it checks are the bytes it unpacks.
+UPLOAD_DIR: Final = f"{CACHE_ROOT}/uploads"
+# The artifact store's own lock: the cache, the staged uploads, the versioned binary dirs,
+# the owner registry that keeps them, and Dockyard's apt runs. SysboxHost installs of
+# several stacks take turns here while instance operations (host lock) go on.
+ARTIFACT_LOCK: Final = "/run/dockyard-artifacts.lock"
 DATA_DIR: Final = "/var/lib/dockyard-sysbox"
 LOG_DIR: Final = "/var/log/dockyard-sysbox"
 RUN_DIR: Final = "/run/sysbox"  # hardcoded by sysbox
@@ -77,7 +85,8 @@ def sysbox_dir(version: str) -> str:
 
 
 def upload_path(sha256: str) -> str:
-    return f"{UPLOAD_DIR}/dockyard-artifact-{sha256}"
+    """Where an upload of the artifact with this sha256 is staged on the host."""
+    return f"{UPLOAD_DIR}/{sha256}"
 
 
 def sha256_text(text: str) -> str:
@@ -94,8 +103,13 @@ class Artifact:
 
     name: str  # "docker" or "sysbox", used in messages
     version: str
-    url: str
+    url: str = field(repr=False)  # may carry credentials: messages use shown_url
     sha256: str
+
+    @property
+    def shown_url(self) -> str:
+        """The URL as messages show it: without credentials (config/urls.py)."""
+        return public_url(self.url)
 
 
 @dataclass(frozen=True)
@@ -153,6 +167,7 @@ def preflight_script(cache_sha256s: tuple[str, ...]) -> str:
         "sysbox_host/preflight.sh.j2",
         run_dir=RUN_DIR,
         service=SERVICE_NAME,
+        cache_root=CACHE_ROOT,
         cache_dir=CACHE_DIR,
         shas=cache_sha256s,
         facts_prefix=FACTS_PREFIX,
@@ -182,7 +197,9 @@ def inspect_script(docker: Artifact, sysbox: Artifact) -> str:
 
 
 def install_script(plan: InstallPlan) -> str:
-    """The idempotent install (steps 2-6 of create), ending with the inspect state line."""
+    """The idempotent install (steps 3-6 of create), ending with the inspect state line. It
+    takes the artifact lock, then the host lock, itself (install.sh.j2 says which step
+    holds which)."""
     body = render(
         "sysbox_host/install.sh.j2",
         mode=plan.mode,
@@ -195,8 +212,11 @@ def install_script(plan: InstallPlan) -> str:
         sysbox_binaries=" ".join(SYSBOX_BINARIES),
         prerequisites=" ".join(PREREQUISITES),
         action_prefix=ACTION_PREFIX,
+        cache_root=CACHE_ROOT,
         cache_dir=CACHE_DIR,
         upload_dir=UPLOAD_DIR,
+        hold_artifact_lock=hold_lock(7, ARTIFACT_LOCK),
+        hold_host_lock=HOLD_HOST_LOCK,
         lib_root=LIB_ROOT,
         log_dir=LOG_DIR,
         sysctl_path=SYSCTL_PATH,
@@ -214,7 +234,20 @@ def install_script(plan: InstallPlan) -> str:
         owners_dir=OWNERS_DIR,
         owner_file=owner_file(plan.owner),
     )
-    return bash_script(body + _inspect_body(plan.docker, plan.sysbox))
+    return bash_script(body + _inspect_body(plan.docker, plan.sysbox), locked=False)
+
+
+def staging_script(sha256s: tuple[str, ...]) -> str:
+    """Make the upload staging directory root's alone (and clear anything but an upload at
+    these artifacts' staged paths) before `upload_path(sha)` receives them."""
+    body = render(
+        "sysbox_host/stage.sh.j2",
+        action_prefix=ACTION_PREFIX,
+        cache_root=CACHE_ROOT,
+        upload_dir=UPLOAD_DIR,
+        shas=sha256s,
+    )
+    return bash_script(hold_lock(7, ARTIFACT_LOCK) + body, locked=False)
 
 
 def remove_script(owner: str = "") -> str:
@@ -237,7 +270,8 @@ def remove_script(owner: str = "") -> str:
         lib_root=LIB_ROOT,
         data_dir=DATA_DIR,
         log_dir=LOG_DIR,
-        cache_root=CACHE_DIR.rsplit("/", 1)[0],
+        cache_root=CACHE_ROOT,
+        hold_artifact_lock=hold_lock(7, ARTIFACT_LOCK),
         stale_sockets=" ".join(STALE_SOCKETS),
         run_dir=RUN_DIR,
         sysboxfs=SYSBOXFS_MOUNTPOINT,

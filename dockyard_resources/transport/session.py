@@ -26,6 +26,7 @@ from .liveness import Watchdog
 from .masking import mask, mask_pieces
 from .output import OnLine, StreamCapture
 from .target import ResolvedTarget, SshTarget, resolve
+from .upload import upload_script
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,6 @@ _CHUNK = 65536
 # Reads the whole script first, then runs it with /dev/null as stdin so that a
 # command in the script cannot swallow the rest of the script.
 _RUN_STDIN_SCRIPT = 'dockyard_script=$(cat) && eval "$dockyard_script" </dev/null'
-_OWNER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?(:[A-Za-z0-9_][A-Za-z0-9_.-]*\$?)?$")
 
 
 @dataclass(frozen=True)
@@ -201,27 +201,9 @@ class SshSession:
         step: str | None = None,
         timeout: float | None = 600,
     ) -> None:
-        """Write `data` (bytes, or a local file) to `remote_path` as root: into a 0600
-        temp file in the same directory, then chmod/chown, then an atomic rename. The
-        parent directory is created. `owner` is "user" or "user:group"."""
-        if not remote_path.startswith("/") or remote_path.endswith("/"):
-            raise TransportError(f"upload needs an absolute file path, got {remote_path!r}")
-        if owner is not None and not _OWNER.match(owner):
-            raise TransportError(f"invalid owner {owner!r} (want user or user:group)")
-        chown = f'chown {shlex.quote(owner)} "$tmp"\n' if owner else ""
-        script = (
-            "set -eu\n"
-            f"dst={shlex.quote(remote_path)}\n"
-            'dir=$(dirname "$dst")\n'
-            'mkdir -p "$dir"\n'
-            'tmp=$(mktemp "$dir/.$(basename "$dst").XXXXXX")\n'
-            "trap 'rm -f \"$tmp\"' EXIT\n"
-            'cat >"$tmp"\n'
-            f'chmod {mode:o} "$tmp"\n'
-            f"{chown}"
-            'mv -f "$tmp" "$dst"\n'
-            "trap - EXIT\n"
-        )
+        """Write `data` (bytes, or a local file) to `remote_path` as root: see
+        `upload.upload_script`."""
+        script = upload_script(remote_path, mode, owner)
         command = self._command(script, sudo=True, timeout=timeout)
         chunks = _file_chunks(data) if isinstance(data, Path) else _byte_chunks(data)
         self._execute(

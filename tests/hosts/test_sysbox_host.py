@@ -8,9 +8,13 @@ a bare host without booting another VM.
 
 from __future__ import annotations
 
+import hashlib
 import http.server
+import io
 import shutil
 import socket
+import subprocess
+import tarfile
 import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -264,7 +268,7 @@ def test_lifecycle(
         assert sorted(cached_artifacts(shell)) == sorted(
             [testbed_artifacts.docker.sha256, testbed_artifacts.sysbox.sha256]
         )
-        assert shell.out(f"ls {r.UPLOAD_DIR} | grep -c dockyard-artifact || true") == "0"
+        assert shell.out(f"ls -A {r.UPLOAD_DIR} | wc -l") == "0"  # moved into the cache
 
         # read right after create: no drift, same outputs.
         read = provider.read(created.id, outs)
@@ -333,7 +337,6 @@ def test_wrong_sha256_fails_clearly_and_installs_nothing(
         assert "nothing was installed" in message
         # Checked before anything is sent: not even the correct docker artifact went over.
         assert host_leftovers(shell) == []
-        assert shell.out(f"ls {r.UPLOAD_DIR} | grep -c dockyard-artifact || true") == "0"
     finally:
         SysboxHostProvider().delete("id", inputs)
 
@@ -360,8 +363,8 @@ def test_create_killed_halfway_converges_on_rerun(
             ops.install(target, ops.HostRequest.from_props(inputs), drop_connection_after_docker)
         assert dropped
         # The orphaned script dies at its next write to the dead connection; waiting for
-        # the host lock waits for it.
-        shell.out(f"flock -w 600 {HOST_LOCK} true")
+        # the artifact lock (which it held then), then the host lock, waits for it.
+        shell.out(f"flock -w 600 {r.ARTIFACT_LOCK} true && flock -w 600 {HOST_LOCK} true")
         assert File.of(shell, f"{DOCKER_DIR}/dockerd").exists
         assert not File.of(shell, r.UNIT_PATH).exists, "the first run was not cut short"
 
@@ -458,4 +461,83 @@ def test_download_from_unreachable_url_points_at_upload_mode(
         assert cached_artifacts(shell) == []
     finally:
         provider.delete("id", inputs)
+    assert host_leftovers(shell) == []
+
+
+# What uid 65534 runs on the host: a local user without any privilege.
+AS_NOBODY = "setpriv --reuid=65534 --regid=65534 --clear-groups --"
+
+
+def genuine_binaries(testbed_artifacts: TestbedArtifacts) -> dict[str, str]:
+    """sha256 of dockerd and sysbox-runc inside the artifacts on this machine."""
+    with tarfile.open(testbed_artifacts.docker.path) as docker:
+        member = docker.extractfile("docker/dockerd")
+        assert member is not None
+        dockerd = hashlib.sha256(member.read()).hexdigest()
+    tar = subprocess.run(
+        ["dpkg-deb", "--fsys-tarfile", str(testbed_artifacts.sysbox.path)],
+        capture_output=True,
+        check=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(tar)) as sysbox:
+        member = sysbox.extractfile("./usr/bin/sysbox-runc")
+        assert member is not None
+        runc = hashlib.sha256(member.read()).hexdigest()
+    return {f"{DOCKER_DIR}/dockerd": dockerd, f"{SYSBOX_DIR}/sysbox-runc": runc}
+
+
+def test_a_local_user_gets_no_bytes_into_an_upload_mode_install(
+    test_host: TestHost, shell: SshShell, testbed_artifacts: TestbedArtifacts, logs: Logs
+) -> None:
+    """uid 65534 prepares everything it can: directories at the paths where uploads were once
+    staged (/var/tmp), and a fake cache of its own holding a payload under each genuine
+    sha256. The host is also left in a state that user could exploit (as after an admin's
+    mistake): the staging directory is that user's, with a payload in it, and the cache is a
+    link into the user's directory. The install must replace all of it and install only the
+    verified bytes, owned by root in directories only root can enter."""
+    docker_sha, sysbox_sha = testbed_artifacts.docker.sha256, testbed_artifacts.sysbox.sha256
+    evil = "/var/tmp/dy-evil-cache"
+    inputs = props(test_host.target, testbed_artifacts)
+    provider = SysboxHostProvider()
+    outs: dict[str, Any] = {}
+    try:
+        shell.out(
+            f"""
+{AS_NOBODY} mkdir /var/tmp/dockyard-artifact-{docker_sha} /var/tmp/dockyard-artifact-{sysbox_sha}
+{AS_NOBODY} mkdir {evil}
+{AS_NOBODY} sh -c 'echo evil > {evil}/{docker_sha}; echo evil > {evil}/{sysbox_sha}'
+if {AS_NOBODY} mkdir {r.CACHE_ROOT} 2>/dev/null; then echo "uid 65534 wrote it" >&2; exit 1; fi
+mkdir -p {r.UPLOAD_DIR}
+chown 65534:65534 {r.UPLOAD_DIR}
+chmod 0777 {r.UPLOAD_DIR}
+{AS_NOBODY} sh -c 'echo evil > {r.upload_path(docker_sha)}'
+ln -s {evil} {r.CACHE_DIR}
+"""
+        )
+        created = provider.create(inputs)
+        assert created.outs is not None
+        outs = created.outs
+        assert outs["drift"] == []
+        assert logs.said("uploaded docker") and logs.said("uploaded sysbox")  # nothing "cached"
+        assert logs.said(f"{r.UPLOAD_DIR} replaced: it was not a directory of root's alone")
+        assert logs.said(f"{r.CACHE_DIR} replaced: it was not a directory of root's alone")
+        dirs = shell.out(f"stat -c '%n %u %a %F' {r.CACHE_ROOT} {r.CACHE_DIR} {r.UPLOAD_DIR}")
+        assert dirs.splitlines() == [
+            f"{path} 0 700 directory" for path in (r.CACHE_ROOT, r.CACHE_DIR, r.UPLOAD_DIR)
+        ]
+        # Only verified bytes: each cached file is what its name says, the binaries are the
+        # ones inside the artifacts on this machine.
+        expected = {
+            f"{r.CACHE_DIR}/{docker_sha}": docker_sha,
+            f"{r.CACHE_DIR}/{sysbox_sha}": sysbox_sha,
+            **genuine_binaries(testbed_artifacts),
+        }
+        found = shell.out(f"sha256sum {' '.join(expected)}").splitlines()
+        assert {path: digest for digest, path in (line.split() for line in found)} == expected
+        # Nothing of ours went into the user's directories.
+        assert shell.out("find /var/tmp/dockyard-artifact-* -mindepth 1 | wc -l") == "0"
+        assert shell.out(f"cat {evil}/*").split() == ["evil", "evil"]
+    finally:
+        provider.delete("id", outs or inputs)
+        shell.out(f"rm -rf /var/tmp/dockyard-artifact-* {evil}")
     assert host_leftovers(shell) == []

@@ -92,3 +92,28 @@ def test_stack_outputs_describe_hosts_and_instances_without_secrets() -> None:
         "root",
     )
     assert set(local["instances"]) == {"q1_"}
+
+
+def test_an_artifact_url_with_credentials_is_a_secret_input_and_output() -> None:
+    """`https://user:token@...` or a signed query (`?X-Amz-Signature=...`) in a mirror URL is
+    a credential: the SysboxHost gets that artifact spec as a secret, and its output too."""
+    host = existing_host("build-1", "192.0.2.10")
+    host["docker"] = {"url": "https://ci:tok3n@mirror.test/docker-{version}.tgz"}
+    host["sysbox"] = {"url": "https://mirror.test/sysbox_{debArch}.deb?X-Amz-Signature=abc"}
+    run = run_program([host])
+
+    sysbox = run.named("build-1-sysbox")
+    for key in ("docker", "sysbox"):
+        assert is_secret(sysbox.inputs[key]), key
+        assert key in sysbox.additional_secret_outputs, key
+    assert sysbox.plain("docker")["artifacts"]["x86_64"]["url"] == (
+        "https://ci:tok3n@mirror.test/docker-29.2.1.tgz"
+    )
+
+
+def test_plain_artifact_urls_stay_readable_in_the_preview() -> None:
+    run = run_program([existing_host("build-1", "192.0.2.10")])
+
+    sysbox = run.named("build-1-sysbox")
+    assert not is_secret(sysbox.inputs["docker"]) and not is_secret(sysbox.inputs["sysbox"])
+    assert "docker" not in sysbox.additional_secret_outputs

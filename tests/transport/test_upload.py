@@ -83,3 +83,21 @@ def test_upload_as_sudo_user(sshd: SshdServer, sudo_user: SudoUser, tmp_path: Pa
     assert target.read_bytes() == b"TOKEN=1\n"
     info = target.stat()
     assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (0, 0o600)
+
+
+def test_a_directory_planted_at_the_destination_is_refused(
+    sshd: SshdServer, tmp_path: Path
+) -> None:
+    """A local user's directory where the file should go: the upload must fail, not land
+    inside it (a plain `mv` would move the file into the directory and report success)."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    planted = shared / "artifact"
+    planted.mkdir()
+    os.chown(planted, 65534, 65534)
+    with pytest.raises(CommandFailed) as caught:
+        session(sshd.target()).upload(b"payload", str(planted), 0o600)
+    assert "is a directory" in caught.value.stderr_tail
+    assert list(planted.iterdir()) == []
+    assert _leftovers(shared) == []

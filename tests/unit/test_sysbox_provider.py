@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import dill
+import pulumi
 import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime import rpc
@@ -211,6 +212,50 @@ def test_provider_diff_fails_loudly_on_a_sysbox_upgrade_without_opt_in() -> None
     assert result.changes is True and result.replaces == []
 
 
+@pytest.fixture
+def warnings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    said: list[str] = []
+    monkeypatch.setattr(pulumi.log, "warn", lambda msg, *_a, **_k: said.append(msg))
+    monkeypatch.setattr(pulumi.log, "info", lambda *_a, **_k: None)
+    return said
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["sysbox version", "sysbox artifact of the host's arch", "unit drift", "sysbox drift"],
+)
+def test_preview_says_that_a_sysbox_restart_restarts_every_instance_on_the_host(
+    warnings: list[str], change: str
+) -> None:
+    """With allowSysboxRestart the update restarts dockyard-sysbox.service, and through
+    Requires= every instance of every stack on the host at once: the preview says so."""
+    olds, news = outputs(), inputs()
+    olds["allowSysboxRestart"] = news["allowSysboxRestart"] = True
+    if change == "sysbox version":
+        news["sysbox"]["version"] = "0.6.8"
+    elif change == "sysbox artifact of the host's arch":
+        news["sysbox"]["artifacts"]["x86_64"]["sha256"] = "9" * 64
+    elif change == "unit drift":
+        olds["drift"] = [f"{r.UNIT_PATH}: content differs from what Dockyard writes"]
+    else:
+        olds["drift"] = ["sysbox 0.6.7: binaries changed or missing"]
+    assert SysboxHostProvider().diff("id", olds, news).changes is True
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith("SysboxHost box: ")
+    assert "restarts dockyard-sysbox.service" in warnings[0]
+    assert "every Dockyard instance on this host, of every stack, restarts" in warnings[0]
+
+
+def test_no_restart_warning_when_nothing_of_sysbox_changes(warnings: list[str]) -> None:
+    olds, news = outputs(), inputs()
+    olds["allowSysboxRestart"] = news["allowSysboxRestart"] = True
+    news["docker"]["version"] = "29.3.0"
+    news["sysbox"]["artifacts"]["aarch64"]["sha256"] = "7" * 64  # not this host's arch
+    olds["drift"] = ["docker 29.2.1: binaries changed or missing"]
+    assert SysboxHostProvider().diff("id", olds, news).changes is True
+    assert warnings == []
+
+
 def test_provider_pickles_without_state() -> None:
     provider = SysboxHostProvider()
     assert vars(provider) == {}
@@ -297,10 +342,14 @@ def test_cached_artifacts_are_not_uploaded(tmp_path: Path) -> None:
     sent: list[str] = []
 
     class Recorder:
+        def run(self, script: str, **_: object) -> None:
+            sent.append("staging" if script == r.staging_script((art.sha256,)) else script)
+
         def upload(self, path: Path, remote: str, mode: int) -> None:
             sent.append(remote)
 
     assert artifacts.upload_missing(Recorder(), [art], {art.sha256}) == []  # type: ignore[arg-type]
     assert sent == []
     artifacts.upload_missing(Recorder(), [art], set())  # type: ignore[arg-type]
-    assert sent == [r.upload_path(art.sha256)]
+    # The staging directory is made safe first (tests/unit/test_sysbox_behaviour.py).
+    assert sent == ["staging", r.upload_path(art.sha256)]

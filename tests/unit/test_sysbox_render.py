@@ -48,10 +48,16 @@ def test_scripts_are_valid_bash(script: str) -> None:
 
 
 def test_mutating_scripts_take_the_host_lock() -> None:
-    for script in (r.install_script(plan()), r.remove_script()):
-        assert f"exec 9>{HOST_LOCK}" in script
-        assert "flock -w" in script
-        assert script.index("flock") < script.index("action() {")
+    # remove from its start; install only for its host-wide part, which
+    # test_sysbox_behaviour.py measures step by step.
+    remove = r.remove_script()
+    assert f"exec 9>{HOST_LOCK}" in remove
+    assert "flock -w" in remove
+    assert remove.index("flock") < remove.index("action() {")
+    assert remove.index(f"exec 9>{HOST_LOCK}") < remove.index(f"exec 7>{r.ARTIFACT_LOCK}")
+    install = r.install_script(plan())
+    assert install.index(f"exec 7>{r.ARTIFACT_LOCK}") < install.index(f"exec 9>{HOST_LOCK}")
+    assert f"exec 7>{r.ARTIFACT_LOCK}" in r.staging_script(("a" * 64,))
 
 
 def test_read_only_scripts_do_not_take_the_lock() -> None:
@@ -73,14 +79,14 @@ def test_download_goes_through_a_temp_file_with_retries() -> None:
     script = r.install_script(plan("download"))
     assert "curl -fsSL --retry 5" in script
     assert '-o "$dest.part"' in script
-    assert 'mv -f "$dest.part" "$dest"' in script
+    assert 'mv -fT "$dest.part" "$dest"' in script
     assert "https://example.test/docker-29.2.1.tgz" in script
 
 
 def test_upload_mode_never_downloads() -> None:
     script = r.install_script(plan("upload"))
-    assert "curl" not in script
-    assert r.upload_path(SYSBOX.sha256) == f"/var/tmp/dockyard-artifact-{'b' * 64}"
+    assert "| curl " not in script and "curl -fsSL" not in script
+    assert r.upload_path(SYSBOX.sha256) == f"/var/cache/dockyard/uploads/{'b' * 64}"
 
 
 def test_sysbox_is_extracted_never_installed_as_a_package() -> None:
