@@ -38,9 +38,13 @@ FOREIGN_RULES = (
 # iptables keeps one file per table, each line as `iptables -S` prints it.
 STUBS = r"""
 dy_log() { printf '%s\n' "$*" >>"$DY_CALLS"; }
-for dy_cmd in userdel groupdel groupadd useradd usermod gpasswd umount sysctl chown; do
+for dy_cmd in userdel groupdel groupadd useradd usermod gpasswd umount chown; do
   eval "$dy_cmd() { dy_log $dy_cmd \"\$@\"; }"
 done
+sysctl() {  # reads answer $DY_IP_FORWARD (default 0, as on a fresh host); writes are recorded
+  dy_log sysctl "$@"
+  if [ "$1" = -n ]; then echo "${DY_IP_FORWARD:-0}"; fi
+}
 systemctl() {  # no unit runs: a real `dockyard-net up` must never start from here
   dy_log systemctl "$@"
   case "$1" in is-active | is-enabled) return 3 ;; esac
@@ -78,6 +82,7 @@ iptables() {
           [[ $line == "-A $chain "* ]] && printf '%s\n' "$line"
         done <"$file"; return 0 ;;
     -C) grep -qxF -- "$rule" "$file" ;;
+    -P) dy_log iptables -P "$chain" "$@" ;;
     -A) printf '%s\n' "$rule" >>"$file" ;;
     -I) { printf '%s\n' "$rule"; cat "$file"; } >"$file.new"; mv "$file.new" "$file" ;;
     -D) : >"$file.new"
@@ -342,6 +347,29 @@ def test_net_up_replaces_rules_of_an_older_configuration(host: Host) -> None:
     # A second `up` finds every rule present and changes nothing.
     again = host.run(render.net_script(spec), "up", DY_LINKS=spec.bridge_name)
     assert again.rules == ran.rules
+
+
+@pytest.mark.parametrize(
+    ("forwarding", "changes"),
+    [
+        # A host that did not forward: FORWARD's policy becomes DROP before forwarding starts,
+        # so the host never routes between its other interfaces (Docker does the same).
+        ("0", ["iptables -P FORWARD DROP", "sysctl -q -w net.ipv4.ip_forward=1"]),
+        # A host that forwarded already (its admin routes through it): policy left alone.
+        ("1", []),
+    ],
+)
+def test_net_up_turns_forwarding_on_as_docker_does(
+    host: Host, forwarding: str, changes: list[str]
+) -> None:
+    spec = host.spec()
+    ran = host.run(
+        render.net_script(spec), "up", DY_LINKS=spec.bridge_name, DY_IP_FORWARD=forwarding
+    )
+    assert ran.code == 0, ran.out
+    made = [c for c in ran.calls if c.startswith(("iptables -P", "sysctl -q -w"))]
+    assert made == changes, ran.calls
+    assert ran.rules["filter"] == own_rules(spec)["filter"]
 
 
 # --- the lists of system directories, on the config side and on the host -----------------
