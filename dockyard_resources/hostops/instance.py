@@ -20,7 +20,12 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Protocol
 
-from dockyard_resources.config.values import FORBIDDEN_TREES, HOME_PARENTS, SYSTEM_DIRS
+from dockyard_resources.config.values import (
+    FORBIDDEN_TREES,
+    HOME_PARENTS,
+    ROOT_STAGING_MARK,
+    SYSTEM_DIRS,
+)
 from dockyard_resources.errors import DockyardError
 from dockyard_resources.render import facts, iptables
 from dockyard_resources.render.common import (
@@ -239,6 +244,7 @@ def _install_script(spec: InstanceSpec, *, adopt: bool = False, enabled: bool = 
         systemd_dir=SYSTEMD_DIR,
         sysbox_service=SYSBOX_SERVICE,
         root_marker_file=ROOT_MARKER_FILE,
+        staging_mark=ROOT_STAGING_MARK,
         changed_mark=CHANGED_MARK,
     )
     return bash_script(body)

@@ -49,6 +49,16 @@ dy_check_path() {
   done
 }
 
+# dy_check_not_staging ROOT MARK: ROOT's path holds no MARK, the name of the temporary
+# directory (`<root>MARK.XXXXXX`) an install builds a root in: an install of a sibling root
+# would take such a root for its own leftover.
+dy_check_not_staging() {
+  case "$1" in
+    *"$2"*) dy_refuse "root $1 contains '$2', the name Dockyard gives the temporary" \
+      "directory it builds a root in; use a path without it" ;;
+  esac
+}
+
 # dy_check_nesting ROOT OWN_UNIT: no other instance (of any stack) has ROOT as its root, a
 # root inside ROOT, or a root that contains ROOT.
 dy_check_nesting() {

@@ -571,6 +571,47 @@ def test_install_refuses_to_run_without_an_owner(host: Host) -> None:
     _refused(host, host.spec(owner=""), "no owner given")
 
 
+# --- install: the temporary directory a new root is built in --------------------------------
+
+# Literal on purpose (values.ROOT_STAGING_MARK): what install.sh.j2 names its temporary root.
+STAGING = ".dockyard-new"
+
+
+def test_install_keeps_a_sibling_root_that_looks_like_its_leftover(host: Host) -> None:
+    """Another stack's instance rooted at <root>.dockyard-new.prod (made before such roots
+    were refused) matches the leftover glob of <root>: it keeps its data."""
+    sibling = host.base / f"dy{STAGING}.prod"
+    make_root(sibling, OTHER)
+    unit(host.units, NEIGHBOUR, str(sibling), OTHER)
+    ran = host.run(hostops._install_script(host.spec()))
+    assert ran.code == 0, ran.out
+    assert (sibling / "lib" / "data").read_text() == "precious\n"
+    assert (sibling / render.ROOT_MARKER_FILE).read_text() == f"owner={OTHER}\nprefix={PREFIX}\n"
+
+
+def test_install_removes_only_its_own_leftovers(host: Host) -> None:
+    """A run cut short leaves <root>.dockyard-new.XXXXXX with this owner's marker: the next
+    run removes it; an unmarked directory and a symlink to our own leftover stay."""
+    ours = host.base / f"dy{STAGING}.Ab12Cd"
+    make_root(ours, OWNER)
+    unmarked = host.base / f"dy{STAGING}.Zz99Yy"
+    make_root(unmarked, None)
+    target = host.base / "target"
+    make_root(target, OWNER)
+    link = host.base / f"dy{STAGING}.link"
+    link.symlink_to(target)
+    ran = host.run(hostops._install_script(host.spec()))
+    assert ran.code == 0, ran.out
+    assert not os.path.lexists(ours)
+    assert (unmarked / "lib" / "data").read_text() == "precious\n"
+    assert link.is_symlink() and (target / "lib" / "data").read_text() == "precious\n"
+
+
+@pytest.mark.parametrize("name", [f"a{STAGING}.prod", f"a{STAGING}"])
+def test_install_refuses_a_root_named_like_a_leftover(host: Host, name: str) -> None:
+    _refused(host, host.spec(host.base / name), f"contains '{STAGING}'")
+
+
 # --- isolation is the default of the rule set ----------------------------------------------
 
 

@@ -58,6 +58,7 @@ def test_check_accepts_valid_inputs_and_turns_float_pool_size_into_int(
         ({"owner": None}, "owner", "is required"),
         ({"root": "/usr"}, "root", "system directory"),
         ({"root": "dy1"}, "root", "not absolute"),
+        ({"root": "/srv/a.dockyard-new.prod"}, "root", "contains '.dockyard-new'"),
         ({"bridgeCidr": "172.22.147.0/24"}, "bridgeCidr", "not a usable gateway"),
         ({"fixedCidr": "172.23.0.0/24"}, "fixedCidr", "inside bridgeCidr"),
         ({"poolBase": "172.22.0.0/16"}, "poolBase", "overlaps bridgeCidr"),
