@@ -328,6 +328,9 @@ class InstanceState:
     default_runtime: str
     files_in_sync: bool
     stale_binaries: str = ""  # why the running daemons are not the installed binaries
+    # Why root must not run the binaries of dockerDir or sysboxDir (someone else can change
+    # a directory on the way); install refuses them.
+    untrusted_binaries: str = ""
 
     @property
     def exists(self) -> bool:
@@ -342,6 +345,10 @@ class InstanceState:
                 (self.root_present, f"root {spec.root} is missing"),
                 (self.bridge_present, f"bridge {spec.bridge_name} is missing"),
                 (self.files_in_sync, "instance files differ from the configuration"),
+                (
+                    not self.untrusted_binaries,
+                    f"binaries root must not run: {self.untrusted_binaries}",
+                ),
             ]
             return [message for ok, message in parked if not ok]
         checks = [
@@ -361,6 +368,7 @@ class InstanceState:
             ),
             (self.files_in_sync, "instance files differ from the configuration"),
             (not self.stale_binaries, f"{self.stale_binaries}: a restart picks up the new ones"),
+            (not self.untrusted_binaries, f"binaries root must not run: {self.untrusted_binaries}"),
         ]
         return [message for ok, message in checks if not ok]
 
@@ -382,6 +390,7 @@ def _inspect_script(spec: InstanceSpec) -> str:
         "instance/inspect.sh.j2",
         spec=spec,
         fact_helper=facts.SHELL_HELPER,
+        guards=guards(),
         files=instance_files(spec),
         rules_ok=iptables.all_present_command(spec.rules(), spec.tag),
     )
@@ -405,6 +414,7 @@ def parse_state(stdout: str) -> InstanceState:
         default_runtime=values.get("runtime", ""),
         files_in_sync=values.get("files") == "1",
         stale_binaries=values.get("stale", ""),
+        untrusted_binaries=values.get("untrusted", ""),
     )
 
 

@@ -49,6 +49,45 @@ dy_check_path() {
   done
 }
 
+# dy_untrusted_dir DIR: why root must not run programs from DIR, nothing when it may. DIR,
+# every directory above it and every entry of DIR must be no symbolic link, belong to root
+# and be writable by root alone (by no other user, and by no group but root's).
+dy_untrusted_dir() {
+  local dir=$1 path="" part uid gid mode entry
+  local -a parts paths=(/)
+  IFS=/ read -r -a parts <<<"${dir#/}"
+  for part in "${parts[@]}"; do
+    path="$path/$part"
+    paths+=("$path")
+  done
+  for path in "${paths[@]}"; do
+    if [ -L "$path" ]; then echo "$path is a symbolic link"; return 0; fi
+    if [ ! -d "$path" ]; then echo "$path is no directory"; return 0; fi
+    read -r uid gid mode < <(stat -c '%u %g %a' -- "$path")
+    if [ "$uid" != 0 ] || (((8#$mode & 8#002) != 0)) ||
+      { [ "$gid" != 0 ] && (((8#$mode & 8#020) != 0)); }; then
+      echo "$path belongs to uid $uid, gid $gid with mode $mode"
+      return 0
+    fi
+  done
+  entry=$(find "$dir" -mindepth 1 -maxdepth 1 \( -type l -o ! -uid 0 -o -perm -0002 \
+    -o \( -perm -0020 ! -gid 0 \) \) -print -quit)
+  if [ -n "$entry" ]; then
+    echo "$entry is a symbolic link or not root's alone to change"
+  fi
+}
+
+# dy_check_binaries KEY DIR: refuse DIR (the input KEY) unless root may run programs from it.
+dy_check_binaries() {
+  local why
+  why=$(dy_untrusted_dir "$2")
+  if [ -n "$why" ]; then
+    dy_refuse "$1 $2: $why; root runs the binaries in it, so it, its entries and every" \
+      "directory above it must belong to root and be writable by root only: correct that" \
+      "path's owner and mode, then let the SysboxHost reinstall its binaries (pulumi up)"
+  fi
+}
+
 # dy_check_not_staging ROOT MARK: ROOT's path holds no MARK, the name of the temporary
 # directory (`<root>MARK.XXXXXX`) an install builds a root in: an install of a sibling root
 # would take such a root for its own leftover.

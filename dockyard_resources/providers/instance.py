@@ -7,6 +7,7 @@ check validates at preview, diff compares locally, create/update/delete run
 from __future__ import annotations
 
 import ipaddress
+import posixpath
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -32,6 +33,7 @@ from dockyard_resources.providers.inputs import (
     whole_number,
 )
 from dockyard_resources.providers.progress import Report, reporter, traced
+from dockyard_resources.render import sysbox_host as sysbox_layout
 from dockyard_resources.render.instance import InstanceSpec, ssh_forward
 from dockyard_resources.transport import SshTarget, session
 
@@ -107,6 +109,28 @@ def _members(value: Any) -> list[str]:
     return names
 
 
+def _binaries_dir(kind: str, installed_at: Callable[[str], str]) -> Callable[[Any], str]:
+    """Checks `<kind>Dir`: a directory of Dockyard's own tree that the SysboxHost installs
+    (`installed_at(version)`), nothing else, because the unit runs its binaries as root."""
+
+    def check(value: Any) -> str:
+        text = values.host_path(value)
+        version = posixpath.basename(text).removeprefix(f"{kind}-")
+        try:
+            expected = installed_at(values.version(version))
+        except ValueError:
+            expected = ""
+        if text != expected:
+            raise ValueError(
+                f"{text!r} is not a {kind} directory of Dockyard's own tree; root runs its"
+                f" binaries, so only {installed_at('<version>')} is accepted: pass the"
+                f" SysboxHost's {kind}Dir output"
+            )
+        return text
+
+    return check
+
+
 def _true_unless_false(value: Any) -> bool:
     # Absent (the stack default, and instances made before the option existed): true.
     if value is None:
@@ -118,8 +142,8 @@ def _true_unless_false(value: Any) -> bool:
 
 _VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "hostName": values.host_name,
-    "dockerDir": values.host_path,
-    "sysboxDir": values.host_path,
+    "dockerDir": _binaries_dir("docker", sysbox_layout.docker_dir),
+    "sysboxDir": _binaries_dir("sysbox", sysbox_layout.sysbox_dir),
     "prefix": values.prefix,
     "root": values.root_dir,
     "bridgeCidr": lambda v: str(values.bridge_interface(v)),

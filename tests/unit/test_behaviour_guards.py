@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -28,6 +29,8 @@ from tests.unit.test_instance_guards import OTHER, OWNER, run_guard, unit
 from tests.unit.test_instance_render import PROPS
 
 PREFIX = "zq9_"
+# Where the scratch host keeps the SysboxHost's binaries (dockerDir, sysboxDir), below `base`.
+BINARIES = "sysbox-host"
 NEIGHBOUR = "zq90_"  # a prefix that starts like ours: its rules must never be taken for ours
 FOREIGN_RULES = (
     f"-A FORWARD -i {NEIGHBOUR}docker0 -m comment --comment dockyard:{NEIGHBOUR} -j ACCEPT",
@@ -118,8 +121,8 @@ class Host:
                 **PROPS,
                 "prefix": PREFIX,
                 "root": str(root or self.base / "dy"),
-                "dockerDir": str(self.work / "docker"),
-                "sysboxDir": str(self.work / "sysbox"),
+                "dockerDir": str(self.base / BINARIES / "docker"),
+                "sysboxDir": str(self.base / BINARIES / "sysbox"),
                 "members": [],
                 "owner": owner,
             }
@@ -165,13 +168,19 @@ def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Host]:
     (tmp_path / "ipt").mkdir()
     monkeypatch.setattr(render, "SYSTEMD_DIR", str(units))
     monkeypatch.setattr(hostops, "SYSTEMD_DIR", str(units))
-    # What install's preflight wants of the SysboxHost: binaries and the shared service.
-    for binary in ("docker/dockerd", "sysbox/sysbox-runc"):
-        (tmp_path / binary).parent.mkdir()
-        (tmp_path / binary).write_text("#!/bin/sh\nexit 1\n")
-        (tmp_path / binary).chmod(0o755)
     (units / layout.SYSBOX_SERVICE).write_text("[Unit]\n")
     base = Path(tempfile.mkdtemp(prefix="dockyard-test-", dir="/srv"))
+    # What install's preflight wants of the SysboxHost: the shared service and binaries, in
+    # directories only root can change (root runs them). `docker` records its calls.
+    binaries = {
+        "docker/dockerd": "exit 1",
+        "docker/docker": 'echo "docker $*" >>"$DY_CALLS"',
+        "sysbox/sysbox-runc": "exit 1",
+    }
+    for binary, body in binaries.items():
+        (base / BINARIES / binary).parent.mkdir(parents=True, exist_ok=True)
+        (base / BINARIES / binary).write_text(f"#!/bin/sh\n{body}\n")
+        (base / BINARIES / binary).chmod(0o755)
     try:
         yield Host(base, units, tmp_path)
     finally:
@@ -610,6 +619,95 @@ def test_install_removes_only_its_own_leftovers(host: Host) -> None:
 @pytest.mark.parametrize("name", [f"a{STAGING}.prod", f"a{STAGING}"])
 def test_install_refuses_a_root_named_like_a_leftover(host: Host, name: str) -> None:
     _refused(host, host.spec(host.base / name), f"contains '{STAGING}'")
+
+
+# --- binaries root runs: dockerDir and sysboxDir ---------------------------------------------
+
+
+def _untrust(host: Host, how: str) -> str:
+    """Make the docker directory (or a path on its way) changeable by someone but root, the
+    way `how` names; returns the input key the refusal must name."""
+    docker = host.base / BINARIES / "docker"
+    if how == "dir writable by others":
+        docker.chmod(0o757)
+    elif how == "binary writable by a group":
+        os.chown(docker / "dockerd", 0, 65534)
+        (docker / "dockerd").chmod(0o775)
+    elif how == "parent owned by a user":
+        os.chown(docker.parent, 65534, 65534)
+    elif how == "dir is a symlink":
+        shutil.move(docker, host.base / "real-docker")
+        docker.symlink_to(host.base / "real-docker")
+    elif how == "sysbox dir writable by others":
+        (host.base / BINARIES / "sysbox").chmod(0o777)
+        return "sysboxDir"
+    return "dockerDir"
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "dir writable by others",
+        "binary writable by a group",
+        "parent owned by a user",
+        "dir is a symlink",
+        "sysbox dir writable by others",
+    ],
+)
+def test_install_refuses_binaries_someone_else_can_change(host: Host, how: str) -> None:
+    key = _untrust(host, how)
+    spec = host.spec()
+    path = spec.docker_dir if key == "dockerDir" else spec.sysbox_dir
+    _refused(host, spec, f"{key} {path}: ")
+
+
+def test_binaries_of_root_alone_pass(host: Host) -> None:
+    """The positive control: group root may write (mode 775, gid 0), nobody else."""
+    (host.base / BINARIES / "docker").chmod(0o775)
+    ran = host.run(hostops._install_script(host.spec()))
+    assert ran.code == 0, ran.out
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_stop_runs_the_docker_client_only_from_a_directory_of_root_alone(
+    host: Host, trusted: bool
+) -> None:
+    spec = host.spec()
+    make_root(Path(spec.root), OWNER)
+    unit(host.units, PREFIX, spec.root, OWNER)
+    Path(spec.socket_path).parent.mkdir()
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(spec.socket_path)
+        if not trusted:
+            _untrust(host, "dir writable by others")
+        ran = host.run(hostops._stop_script(spec))
+    assert ran.code == 0, ran.out
+    client = [c for c in ran.calls if c.startswith("docker ")]
+    assert client == ([f"docker -H {spec.docker_host} ps -q"] if trusted else []), ran.calls
+    assert f"systemctl stop {spec.service_name}" in ran.calls
+
+
+def test_read_reports_binaries_someone_else_can_change_and_does_not_run_them(
+    host: Host,
+) -> None:
+    spec = host.spec()
+    make_root(Path(spec.root), OWNER)
+    Path(spec.socket_path).parent.mkdir()
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(spec.socket_path)
+        trusted = host.run(hostops._inspect_script(spec))
+        _untrust(host, "dir writable by others")
+        untrusted = host.run(hostops._inspect_script(spec))
+    assert trusted.code == 0 and untrusted.code == 0, (trusted.out, untrusted.out)
+    assert [c for c in trusted.calls if c.startswith("docker ")] != []  # positive control
+    assert hostops.parse_state(trusted.out).untrusted_binaries == ""
+    assert [c for c in untrusted.calls if c.startswith("docker ")] == []
+    state = hostops.parse_state(untrusted.out)
+    problems = [p for p in state.problems(spec) if p.startswith("binaries root must not run")]
+    assert problems == [
+        f"binaries root must not run: {spec.docker_dir}: {spec.docker_dir} belongs to uid 0,"
+        " gid 0 with mode 757"
+    ]
 
 
 # --- isolation is the default of the rule set ----------------------------------------------

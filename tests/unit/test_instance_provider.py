@@ -69,6 +69,13 @@ def test_check_accepts_valid_inputs_and_turns_float_pool_size_into_int(
         ({"dockerDir": "docker"}, "dockerDir", "absolute"),
         ({"dockerDir": "/usr/local/lib/$(reboot)"}, "dockerDir", "plain directory path"),
         ({"sysboxDir": "/usr/local/../../etc"}, "sysboxDir", "not normalised"),
+        # Root runs these binaries: Dockyard's own tree only, each kind in its own place.
+        ({"dockerDir": "/tmp/evil"}, "dockerDir", "only /usr/local/lib/dockyard/docker-<v"),
+        ({"sysboxDir": "/home/alice/sb"}, "sysboxDir", "pass the SysboxHost's sysboxDir"),
+        ({"dockerDir": "/usr/local/lib/dockyard/sysbox-0.6.7"}, "dockerDir", "not a docker"),
+        ({"sysboxDir": "/usr/local/lib/dockyard/docker-29.2.1"}, "sysboxDir", "not a sysbox"),
+        ({"dockerDir": "/usr/local/lib/dockyard/docker-"}, "dockerDir", "not a docker"),
+        ({"dockerDir": "/usr/local/lib/dockyard/x/docker-1"}, "dockerDir", "not a docker"),
         ({"connection": {}}, "connection.host", "is required"),
         ({"connection": {"host": "a b"}}, "connection.host", "neither an IP address"),
         ({"connection": {"host": "h", "user": "x;id"}}, "connection.user", "user name"),
