@@ -36,6 +36,7 @@ from dockyard_resources.render.common import (
 )
 from dockyard_resources.render.instance import (
     DIR_MODES,
+    GROUP_RECORD_FILE,
     ROOT_MARKER_FILE,
     InstanceSpec,
     instance_files,
@@ -244,6 +245,7 @@ def _install_script(spec: InstanceSpec, *, adopt: bool = False, enabled: bool = 
         systemd_dir=SYSTEMD_DIR,
         sysbox_service=SYSBOX_SERVICE,
         root_marker_file=ROOT_MARKER_FILE,
+        group_record_file=GROUP_RECORD_FILE,
         staging_mark=ROOT_STAGING_MARK,
         changed_mark=CHANGED_MARK,
     )

@@ -22,6 +22,20 @@ dy_marker_owner() {
   sed -n 's/^owner=//p' "$1/.dockyard-instance" | head -n 1
 }
 
+# dy_group_record ROOT OWNER: what the instance recorded about its group in
+# ROOT/.dockyard-group (ROOT's marker naming OWNER): the group's gid, "making" while it was
+# making the group (an empty record), nothing without a record.
+dy_group_record() {
+  local file="$1/.dockyard-group" line
+  [ "$(dy_marker_owner "$1")" = "$2" ] || return 0
+  if [ ! -f "$file" ] || [ -L "$file" ]; then return 0; fi
+  line=$(head -n 1 "$file")
+  case "$line" in
+    "") echo making ;;
+    gid=*) echo "${line#gid=}" ;;
+  esac
+}
+
 # dy_user_comment USER: the user's comment (GECOS), empty when there is no such user.
 dy_user_comment() {
   { getent passwd "$1" || true; } | cut -d: -f5
@@ -127,11 +141,12 @@ dy_legacy_root() {
   if [ -f "$1" ] && [ -z "$(dy_unit_field "$1" owner)" ]; then dy_unit_field "$1" root; fi
 }
 
-# dy_check_owner PREFIX ROOT UNIT USER OWNER ADOPT: the unit, root and user of this name are
-# this owner's or do not exist yet. ADOPT=1 (an update of an instance made by an earlier
-# Dockyard, which wrote no owner) accepts the earlier version's unowned unit, root and user.
+# dy_check_owner PREFIX ROOT UNIT USER OWNER ADOPT GROUP: the unit, root, user and group of
+# this name are this owner's or do not exist yet. ADOPT=1 (an update of an instance made by
+# an earlier Dockyard, which wrote no owner) accepts the earlier version's unowned unit, root,
+# user and the user's group.
 dy_check_owner() {
-  local prefix=$1 root=$2 unit=$3 user=$4 owner=$5 adopt=$6 found comment legacy
+  local prefix=$1 root=$2 unit=$3 user=$4 owner=$5 adopt=$6 group=$7 found comment legacy
   legacy=$(dy_legacy_root "$unit")
   found=$(dy_unit_field "$unit" owner)
   if [ -n "$found" ] && [ "$found" != "$owner" ]; then
@@ -167,6 +182,35 @@ dy_check_owner() {
         "'$comment'); use another prefix" ;;
     esac
   fi
+  if getent group "$group" >/dev/null &&
+    ! dy_group_is_ours "$group" "$root" "$user" "$prefix" "$owner" "$adopt"; then
+    dy_refuse "group $group already exists and is not this instance's (Dockyard did not" \
+      "make it: no record of it in $root/.dockyard-group); use another prefix, or delete" \
+      "the group if nothing uses it"
+  fi
+}
+
+# dy_group_is_ours GROUP ROOT USER PREFIX OWNER ADOPT: true when the existing group GROUP is
+# this instance's. A group has no comment to name its owner: the instance records the gid of
+# the group it makes under its root (dy_group_record). Without a record, the group of an
+# earlier Dockyard counts as ours only as the primary group of the instance's own user
+# (ADOPT=1 also takes a user of a Dockyard that wrote no owner).
+dy_group_is_ours() {
+  local group=$1 root=$2 user=$3 prefix=$4 owner=$5 adopt=$6 gid record
+  gid=$({ getent group "$group" || true; } | cut -d: -f3)
+  [ -n "$gid" ] || return 1
+  record=$(dy_group_record "$root" "$owner")
+  case "$record" in
+    making) return 0 ;;
+    "") ;;
+    *) [ "$record" = "$gid" ]; return ;;
+  esac
+  [ "$({ getent passwd "$user" || true; } | cut -d: -f4)" = "$gid" ] || return 1
+  case "$(dy_user_comment "$user")" in
+    "Dockyard instance $prefix ($owner)") return 0 ;;
+    "Dockyard instance $prefix") [ "$adopt" = 1 ] ;;
+    *) return 1 ;;
+  esac
 }
 
 # dy_is_ours UNIT ROOT OWNER: true when what is on the host under this name belongs to OWNER,

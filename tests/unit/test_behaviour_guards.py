@@ -41,9 +41,13 @@ FOREIGN_RULES = (
 # iptables keeps one file per table, each line as `iptables -S` prints it.
 STUBS = r"""
 dy_log() { printf '%s\n' "$*" >>"$DY_CALLS"; }
-for dy_cmd in userdel groupdel groupadd useradd usermod gpasswd umount chown; do
+for dy_cmd in userdel groupdel useradd usermod gpasswd umount chown; do
   eval "$dy_cmd() { dy_log $dy_cmd \"\$@\"; }"
 done
+groupadd() {  # the new group is what getent finds from then on
+  dy_log groupadd "$@"
+  DY_GROUP="${*: -1}:x:${DY_NEW_GID:-990}:"
+}
 sysctl() {  # reads answer $DY_IP_FORWARD (default 0, as on a fresh host); writes are recorded
   dy_log sysctl "$@"
   if [ "$1" = -n ]; then echo "${DY_IP_FORWARD:-0}"; fi
@@ -61,9 +65,10 @@ install() {  # install -d [-o U -g G -m M] DIR..., or install [-o U -g G -m M] S
   done
   if [ "$dirs" = 1 ]; then mkdir -p -- "${paths[@]}"; else cp -- "${paths[0]}" "${paths[1]}"; fi
 }
-getent() {
+getent() {  # one user ($DY_PASSWD) and one group ($DY_GROUP), each a line of its database
   case "$1" in
     passwd) [ -n "${DY_PASSWD:-}" ] && [ "${DY_PASSWD%%:*}" = "$2" ] && echo "$DY_PASSWD" ;;
+    group) [ -n "${DY_GROUP:-}" ] && [ "${DY_GROUP%%:*}" = "$2" ] && echo "$DY_GROUP" ;;
     *) return 2 ;;
   esac
 }
@@ -428,7 +433,8 @@ def test_a_symlinked_marker_does_not_make_a_directory_ours(host: Host) -> None:
     make_root(root, None)
     (root / render.ROOT_MARKER_FILE).symlink_to(real / render.ROOT_MARKER_FILE)
     code, out = run_guard(
-        f"dy_check_owner {PREFIX} {root} {spec.unit_path} {PREFIX}nouser '{OWNER}' 0",
+        f"dy_check_owner {PREFIX} {root} {spec.unit_path} {PREFIX}nouser '{OWNER}' 0"
+        f" {PREFIX}nogroup",
         host.units,
     )
     assert code == 3 and "not a Dockyard instance root" in out, out
@@ -509,9 +515,9 @@ def _tree(*tops: Path) -> dict[str, str]:
     return found
 
 
-def _refused(host: Host, spec: render.InstanceSpec, words: str) -> None:
+def _refused(host: Host, spec: render.InstanceSpec, words: str, **env: str) -> None:
     before = _tree(host.base, host.units)
-    ran = host.run(hostops._install_script(spec))
+    ran = host.run(hostops._install_script(spec), **env)
     assert ran.code == 3 and words in ran.out, ran.out
     assert ran.calls == []  # no user, group, directory, unit or rule touched
     assert _tree(host.base, host.units) == before
@@ -564,7 +570,8 @@ def test_install_refuses_a_root_that_is_a_symbolic_link(host: Host) -> None:
     # The owner check refuses it on its own too (install runs the path check first).
     spec = host.spec()
     code, out = run_guard(
-        f"dy_check_owner {PREFIX} {spec.root} {spec.unit_path} {PREFIX}nouser '{OWNER}' 0",
+        f"dy_check_owner {PREFIX} {spec.root} {spec.unit_path} {PREFIX}nouser '{OWNER}' 0"
+        f" {PREFIX}nogroup",
         host.units,
     )
     assert code == 3 and "exists and is not a directory" in out, out
@@ -619,6 +626,102 @@ def test_install_removes_only_its_own_leftovers(host: Host) -> None:
 @pytest.mark.parametrize("name", [f"a{STAGING}.prod", f"a{STAGING}"])
 def test_install_refuses_a_root_named_like_a_leftover(host: Host, name: str) -> None:
     _refused(host, host.spec(host.base / name), f"contains '{STAGING}'")
+
+
+# --- the instance's group: its own only when it made it -------------------------------------
+
+GID = "4242"
+
+
+def _group_line(spec: render.InstanceSpec, gid: str = GID) -> str:
+    return f"{spec.group}:x:{gid}:"
+
+
+def _user_line(spec: render.InstanceSpec, gid: str = GID) -> str:
+    return f"{spec.user}:x:990:{gid}:{spec.user_comment}:{spec.root}:/usr/sbin/nologin"
+
+
+def _record(spec: render.InstanceSpec) -> Path:
+    return Path(spec.root) / render.GROUP_RECORD_FILE
+
+
+def test_install_refuses_a_group_that_existed_before(host: Host) -> None:
+    spec = host.spec()
+    _refused(
+        host,
+        spec,
+        f"group {spec.group} already exists and is not this instance's",
+        DY_GROUP=_group_line(spec),
+    )
+
+
+def test_install_records_the_group_it_makes_and_keeps_it_from_then_on(host: Host) -> None:
+    spec = host.spec()
+    first = host.run(hostops._install_script(spec))
+    assert first.code == 0, first.out
+    assert f"groupadd --system {spec.group}" in first.calls
+    assert _record(spec).read_text() == "gid=990\n"
+    # The next run finds the group the first one made (groupadd's gid 990): its own.
+    again = host.run(hostops._install_script(spec), DY_GROUP=_group_line(spec, "990"))
+    assert again.code == 0, again.out
+    assert not [c for c in again.calls if c.startswith("groupadd")]
+
+
+@pytest.mark.parametrize(
+    ("record", "user", "accepted"),
+    [
+        (f"gid={GID}\n", "", True),  # recorded by an earlier run
+        ("", "", True),  # a run cut between its record and groupadd's end
+        ("gid=990\n", "", False),  # ours was deleted; this one is someone else's
+        (None, "ours", True),  # an earlier Dockyard's: the primary group of our user
+        (None, "ours, other primary group", False),
+        (None, "", False),
+    ],
+)
+def test_install_takes_an_existing_group_only_by_its_record_or_its_user(
+    host: Host, record: str | None, user: str, accepted: bool
+) -> None:
+    spec = host.spec()
+    make_root(Path(spec.root), OWNER)
+    if record is not None:
+        _record(spec).write_text(record)
+    env = {"DY_GROUP": _group_line(spec)}
+    if user:
+        env["DY_PASSWD"] = _user_line(spec, GID if user == "ours" else "100")
+    if not accepted:
+        _refused(host, spec, f"group {spec.group} already exists and is not this instance's", **env)
+        return
+    ran = host.run(hostops._install_script(spec), **env)
+    assert ran.code == 0, ran.out
+    assert _record(spec).read_text() == f"gid={GID}\n"
+
+
+@pytest.mark.parametrize(
+    ("record", "user", "deleted"),
+    [
+        (f"gid={GID}\n", "", True),
+        (None, "ours", True),  # an earlier Dockyard's: the primary group of our user
+        (None, "", False),  # existed before the instance (or is someone else's)
+        ("gid=990\n", "", False),
+    ],
+)
+def test_remove_deletes_the_group_only_when_the_instance_made_it(
+    host: Host, record: str | None, user: str, deleted: bool
+) -> None:
+    spec = host.spec()
+    make_root(Path(spec.root), OWNER)
+    unit(host.units, PREFIX, spec.root, OWNER)
+    if record is not None:
+        _record(spec).write_text(record)
+    env = {"DY_GROUP": _group_line(spec)}
+    if user:
+        env["DY_PASSWD"] = _user_line(spec)
+    ran = host.run(hostops._remove_script(spec, []), **env)
+    assert ran.code == 0, ran.out
+    assert (f"groupdel {spec.group}" in ran.calls) is deleted, ran.calls
+    kept = f"group {spec.group} left in place: Dockyard did not make it for this instance"
+    assert (kept in ran.out) is not deleted, ran.out
+    assert not os.path.lexists(spec.root)
 
 
 # --- binaries root runs: dockerDir and sysboxDir ---------------------------------------------
