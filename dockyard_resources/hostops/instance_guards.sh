@@ -113,9 +113,21 @@ dy_check_not_staging() {
 }
 
 # dy_check_nesting ROOT OWN_UNIT: no other instance (of any stack) has ROOT as its root, a
-# root inside ROOT, or a root that contains ROOT.
+# root inside ROOT, or a root that contains ROOT. Units name the roots; a root whose unit is
+# gone (an install or a delete cut short) still shows by its marker, checked on ROOT's way.
 dy_check_nesting() {
-  local root=$1 own=$2 unit other prefix
+  local root=$1 own=$2 unit other prefix path="" part
+  local -a parts
+  IFS=/ read -r -a parts <<<"${root#/}"
+  for part in "${parts[@]}"; do
+    path="$path/$part"
+    [ "$path" != "$root" ] || break
+    if [ -f "$path/.dockyard-instance" ] && [ ! -L "$path/.dockyard-instance" ]; then
+      dy_refuse "root $root lies inside $path, the root of a Dockyard instance (its marker" \
+        "names $(dy_marker_owner "$path")); instance roots must not nest: choose a root" \
+        "outside it"
+    fi
+  done
   for unit in "${DY_UNIT_DIR:-/etc/systemd/system}"/*.service; do
     if [ ! -f "$unit" ] || [ "$unit" = "$own" ]; then continue; fi
     other=$(dy_unit_field "$unit" root)
@@ -133,6 +145,22 @@ dy_check_nesting() {
       "$root"/*) dy_refuse "root $root contains $other, the root of Dockyard instance" \
         "$prefix; instance roots must not nest: choose a root outside it" ;;
     esac
+  done
+}
+
+# dy_remove_leftovers ROOT OWNER MARK: remove what runs of this instance cut short left of
+# the temporary directories it builds ROOT in (`<root>MARK.XXXXXX`): plain directories whose
+# marker names OWNER, and empty ones (a run cut before it wrote the marker); nothing else
+# (the pattern may match other instances' roots, which are never empty).
+dy_remove_leftovers() {
+  local leftover
+  for leftover in "$1$3".*; do
+    if [ ! -d "$leftover" ] || [ -L "$leftover" ]; then continue; fi
+    if [ "$(dy_marker_owner "$leftover")" = "$2" ]; then
+      rm -rf --one-file-system -- "$leftover"
+    else
+      rmdir -- "$leftover" 2>/dev/null || true
+    fi
   done
 }
 
