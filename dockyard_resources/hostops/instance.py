@@ -47,6 +47,7 @@ from dockyard_resources.render.layout import (
     SYSBOX_SERVICE,
     SYSTEMD_DIR,
 )
+from dockyard_resources.transport.errors import CommandFailed
 
 CHANGED_MARK = "DOCKYARD_CHANGED="
 # What delete left on the host and why (another owner's instance, a root without our marker).
@@ -280,6 +281,10 @@ def _quiet(_message: str) -> None:
     return None
 
 
+def _install_step(spec: InstanceSpec) -> str:
+    return f"install instance {spec.prefix}"
+
+
 def install(
     run: Runner,
     spec: InstanceSpec,
@@ -295,9 +300,7 @@ def install(
         log("checking the host's routes, addresses and other instances' networks")
         check_conflicts(run, spec)
     log("checking ownership and installing (under the host lock)")
-    result = run.run(
-        _install_script(spec, adopt=adopt, enabled=enabled), step=f"install instance {spec.prefix}"
-    )
+    result = run.run(_install_script(spec, adopt=adopt, enabled=enabled), step=_install_step(spec))
     if not enabled:
         log(f"parking: stopping {spec.service_name} (data, user, group and networks stay)")
         run.run(_park_script(spec), step=f"stop {spec.service_name}", timeout=300)
@@ -310,6 +313,67 @@ def install(
         step=f"{'restart' if changed else 'start'} {spec.service_name}",
     )
     log(f"{spec.service_name} is running; DOCKER_HOST={spec.docker_host}")
+
+
+# --- create: install, or leave nothing of a failed one behind -------------------------------
+
+# Exit codes of the install script that mean it changed nothing: a refusal (the preflight and
+# dy_refuse) or no host lock within its timeout (render/common.py).
+INSTALL_UNCHANGED_EXITS = (3, 75)
+
+
+def _exists_script(spec: InstanceSpec) -> str:
+    return bash_script(render("instance/exists.sh.j2", spec=spec), locked=False)
+
+
+def _changed_nothing(failure: Exception, spec: InstanceSpec) -> bool:
+    """True for failures that come before the install changes anything on the host."""
+    if isinstance(failure, InstanceError):  # the network probe refused
+        return True
+    return (
+        isinstance(failure, CommandFailed)
+        and failure.step == _install_step(spec)
+        and failure.exit_code in INSTALL_UNCHANGED_EXITS
+    )
+
+
+def create(
+    run: Runner, spec: InstanceSpec, *, enabled: bool = True, log: Callable[[str], None] = _quiet
+) -> None:
+    """Install a new instance (see `install`). A create that fails once the host changed
+    leaves nothing behind to loop: Pulumi keeps no state of a failed create, so no destroy
+    would remove what it made, and its unit would restart every few seconds forever. What
+    the create made goes again; an instance that was on the host before it (this owner's:
+    another owner's is refused before any change) keeps its data and is stopped and disabled."""
+    existed = run.run(_exists_script(spec), step=f"look for {spec.prefix} on the host")
+    try:
+        install(run, spec, check_networks=True, enabled=enabled, log=log)
+    except Exception as failure:
+        if _changed_nothing(failure, spec):
+            raise
+        _undo_failed_create(run, spec, existed=existed.stdout.strip() == "1", log=log)
+        raise
+
+
+def _undo_failed_create(
+    run: Runner, spec: InstanceSpec, *, existed: bool, log: Callable[[str], None]
+) -> None:
+    try:
+        if existed:
+            log(
+                f"create failed: stopping and disabling {spec.service_name}; its root, data,"
+                " user and group were on the host before and stay (the next up tries again)"
+            )
+            run.run(_stop_script(spec), step=f"stop {spec.service_name}", timeout=300)
+        else:
+            log("create failed: removing what it made on the host")
+            remove(run, spec, log=log)
+    except Exception as cleanup:
+        raise InstanceError(
+            f"create of instance {spec.prefix} failed, and so did undoing it ({cleanup});"
+            f" {spec.service_name} may be left on the host: the next `pulumi up` converges"
+            " over it, or remove it by hand (docs/instances.md, Partial failures)"
+        ) from cleanup
 
 
 # --- inspect ----------------------------------------------------------------------------
@@ -463,6 +527,7 @@ def _remove_script(spec: InstanceSpec, bridges: list[str]) -> str:
         dir_guard=_system_dir_patterns(),
         sweep=iptables.sweep_function(spec.tag),
         keep_mark=KEEP_MARK,
+        staging_mark=ROOT_STAGING_MARK,
         hold_root_lock=hold_dir_lock("root"),
     )
     return bash_script(body)

@@ -246,6 +246,13 @@ def _report(props: Mapping[str, Any]) -> Report:
 _traced = traced("DockyardInstance", _name)
 
 
+def _healthy(props: dict[str, Any]) -> dict[str, Any]:
+    """The outputs of an instance just installed (read reports what it finds later)."""
+    outs = outputs(props)
+    outs.update(healthy=True, health={})
+    return outs
+
+
 def _run(props: dict[str, Any]) -> hostops.Runner:
     return session(SshTarget.from_props(props["connection"]))
 
@@ -278,35 +285,32 @@ class DockyardInstanceProvider(ResourceProvider):
             delete_before_replace=bool(replaces),
         )
 
-    def _install(
-        self, props: dict[str, Any], *, check_networks: bool, adopt: bool
-    ) -> dict[str, Any]:
-        """Converge the host to `props` and return the outputs of a healthy instance."""
-        hostops.install(
+    @_traced
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        # A create that fails cleans up after itself (hostops.create): no state, no destroy.
+        hostops.create(
             _run(props),
             InstanceSpec.from_props(props),
-            check_networks=check_networks,
-            adopt=adopt,
             enabled=props.get("enabled") is not False,
             log=_report(props),
         )
-        outs = outputs(props)
-        outs.update(healthy=True, health={})
-        return outs
-
-    @_traced
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        outs = self._install(props, check_networks=True, adopt=False)
-        return CreateResult(f"{props['hostName']}/{props['prefix']!s}", outs)
+        return CreateResult(f"{props['hostName']}/{props['prefix']!s}", _healthy(props))
 
     @_traced
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         networks_changed = any(
             _comparable(k, olds.get(k)) != _comparable(k, news.get(k)) for k in NETWORK_KEYS
         )
-        # An instance an earlier Dockyard made has no owner in its state: it is adopted.
-        adopt = not olds.get("owner")
-        return UpdateResult(self._install(news, check_networks=networks_changed, adopt=adopt))
+        hostops.install(
+            _run(news),
+            InstanceSpec.from_props(news),
+            check_networks=networks_changed,
+            # An instance an earlier Dockyard made has no owner in its state: it is adopted.
+            adopt=not olds.get("owner"),
+            enabled=news.get("enabled") is not False,
+            log=_report(news),
+        )
+        return UpdateResult(_healthy(news))
 
     @_traced
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:

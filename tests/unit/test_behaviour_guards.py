@@ -10,6 +10,7 @@ files, links and users go, and which stay because they are another owner's.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import os
 import shutil
 import socket
@@ -104,6 +105,28 @@ iptables() {
 """
 
 
+# Cutting a script short: every recorded command (the stand-ins above, and rm) counts, and
+# the one numbered $DY_CUT_AT never runs: the script's whole process group dies first.
+CUT = r"""
+dy_log() {
+  local n
+  n=$(($(cat "$DY_CUT_COUNT") + 1))
+  echo "$n" >"$DY_CUT_COUNT"
+  if [ "$n" = "$DY_CUT_AT" ]; then kill -KILL -- "-$$"; fi
+  printf '%s\n' "$*" >>"$DY_CALLS"
+}
+rm() { dy_log rm "$@"; command rm "$@"; }
+mv() { dy_log mv "$@"; command mv "$@"; }
+mktemp() {  # recorded after it ran: the cut lands between it and what follows
+  local made
+  made=$(command mktemp "$@")
+  dy_log mktemp "$@"
+  echo "$made"
+}
+"""
+KILLED = -9
+
+
 @dataclass(frozen=True)
 class Ran:
     code: int
@@ -136,14 +159,17 @@ class Host:
     def seed_rules(self, table: str, *lines: str) -> None:
         (self.work / "ipt" / table).write_text("".join(f"{line}\n" for line in lines))
 
-    def run(self, script: str, *args: str, **env: str) -> Ran:
+    def run(self, script: str, *args: str, cut_at: int = 0, **env: str) -> Ran:
+        """Run `script`; with `cut_at`, killed (with everything it started) right before its
+        `cut_at`-th recorded command, as a lost connection or a killed run cuts it."""
         calls = self.work / "calls"
         calls.write_text("")
+        (self.work / "cut-count").write_text("0")
         # A lock of its own: never wait for (or hold) this machine's real host lock.
         script = script.replace(common.HOST_LOCK, str(self.work / "dockyard.lock"))
         assert common.HOST_LOCK not in script
         proc = subprocess.run(
-            ["bash", "-c", STUBS + script, "dockyard-script", *args],
+            ["bash", "-c", STUBS + (CUT if cut_at else "") + script, "dockyard-script", *args],
             capture_output=True,
             text=True,
             env={
@@ -151,9 +177,12 @@ class Host:
                 "DY_CALLS": str(calls),
                 "DY_IPT": str(self.work / "ipt"),
                 "DY_UNIT_DIR": str(self.units),  # where the guards look for other instances
+                "DY_CUT_AT": str(cut_at),
+                "DY_CUT_COUNT": str(self.work / "cut-count"),
                 **env,
             },
             check=False,
+            start_new_session=bool(cut_at),  # the cut kills the script's process group only
         )
         ipt = self.work / "ipt"
         rules = {f.name: f.read_text().splitlines() for f in ipt.iterdir() if f.is_file()}
@@ -722,6 +751,80 @@ def test_remove_deletes_the_group_only_when_the_instance_made_it(
     kept = f"group {spec.group} left in place: Dockyard did not make it for this instance"
     assert (kept in ran.out) is not deleted, ran.out
     assert not os.path.lexists(spec.root)
+
+
+# --- partial failures: scripts cut short anywhere --------------------------------------------
+
+
+def _own_instance(host: Host, spec: render.InstanceSpec) -> dict[str, str]:
+    """This owner's complete instance on the scratch host; the passwd and group lines."""
+    if os.path.lexists(spec.root):
+        shutil.rmtree(spec.root)
+    make_root(Path(spec.root), OWNER)
+    _record(spec).write_text(f"gid={GID}\n")
+    unit(host.units, PREFIX, spec.root, OWNER)
+    return {"DY_PASSWD": _user_line(spec), "DY_GROUP": _group_line(spec)}
+
+
+def test_a_delete_cut_anywhere_leaves_the_root_claimed_and_the_next_one_finishes(
+    host: Host,
+) -> None:
+    """Cut before each of its commands in turn: the unit file (the claim other instances'
+    checks read) outlives the root, another owner's root inside it stays refused while it
+    exists, and the next delete removes the rest."""
+    spec = host.spec()
+    inner = render.InstanceSpec.from_props(
+        {**PROPS, "prefix": NEIGHBOUR, "root": f"{spec.root}/inner", "owner": OTHER,
+         "members": [], "dockerDir": spec.docker_dir, "sysboxDir": spec.sysbox_dir}
+    )  # fmt: skip
+    for cut in itertools.count(1):
+        env = _own_instance(host, spec)
+        ran = host.run(hostops._remove_script(spec, []), cut_at=cut, **env)
+        if ran.code == 0:  # past the last command: nothing was cut
+            break
+        assert ran.code == KILLED, ran.out
+        if os.path.lexists(spec.root):
+            assert os.path.exists(spec.unit_path), f"cut {cut}: root without its claim"
+            nested = host.run(hostops._install_script(inner))
+            assert nested.code == 3 and "lies inside" in nested.out, (cut, nested.out)
+            assert not os.path.lexists(inner.root)
+        again = host.run(hostops._remove_script(spec, []), **env)
+        assert again.code == 0, (cut, again.out)
+        assert not os.path.lexists(spec.root) and not os.path.lexists(spec.unit_path), cut
+    assert cut > 5, "the remove script recorded too few commands to cut"
+
+
+def test_the_nesting_check_sees_a_root_whose_unit_is_gone(host: Host) -> None:
+    """An install or delete cut short can leave a marked root without a unit."""
+    outer = host.base / "outer"
+    make_root(outer, OTHER)
+    _refused(host, host.spec(outer / "dy"), f"lies inside {outer}, the root of a Dockyard")
+
+
+def test_removing_what_a_create_cut_anywhere_made_leaves_nothing(host: Host) -> None:
+    """A failed create runs remove (hostops.create): from any point the install was cut at,
+    it takes away the root, temporary roots, unit, user and group the install made."""
+    spec = host.spec()
+    for cut in itertools.count(1):
+        ran = host.run(hostops._install_script(spec), cut_at=cut)
+        if ran.code == 0:
+            break
+        assert ran.code == KILLED, ran.out
+        made = " ".join(ran.calls)
+        env = {}
+        if "groupadd " in made:  # the group exists (gid 990, the stand-in's)
+            env["DY_GROUP"] = _group_line(spec, "990")
+        if "useradd " in made:
+            env["DY_PASSWD"] = _user_line(spec, "990")
+        removed = host.run(hostops._remove_script(spec, []), **env)
+        assert removed.code == 0, (cut, removed.out)
+        assert "DOCKYARD_KEEP=" not in removed.out, (cut, removed.out)
+        left = [p.name for p in host.base.iterdir() if p.name != BINARIES]
+        assert left == [], (cut, left, ran.calls)
+        assert not os.path.lexists(spec.unit_path), cut
+        assert ("groupdel " in " ".join(removed.calls)) == ("DY_GROUP" in env), cut
+        assert ("userdel " in " ".join(removed.calls)) == ("DY_PASSWD" in env), cut
+    assert cut > 10, "the install script recorded too few commands to cut"
 
 
 # --- binaries root runs: dockerDir and sysboxDir ---------------------------------------------

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from dockyard_resources.hostops import instance as hostops
 from dockyard_resources.providers import instance as provider_module
 from dockyard_resources.providers.instance import UNKNOWN, DockyardInstanceProvider, outputs
+from dockyard_resources.transport import CommandFailed
 
 INPUTS: dict[str, Any] = {
     "connection": {
@@ -203,3 +206,103 @@ def test_diff_and_check_never_touch_the_network(
     monkeypatch.setattr(provider_module, "_run", no_ssh)
     provider.check({}, INPUTS)
     provider.diff("id", olds(), with_(poolBase="172.29.0.0/16"))
+
+
+# --- a create that fails leaves nothing behind that loops ------------------------------------
+
+
+class FakeHost:
+    """Answers each script by its step name (what `hostops.instance` runs); `fail` names the
+    step that exits non-zero, with `code`; `existed` is what the look-up before a create finds."""
+
+    def __init__(self, fail: str = "", code: int = 1, existed: bool = False) -> None:
+        self.fail, self.code, self.existed = fail, code, existed
+        self.steps: list[str] = []
+
+    def run(self, script: str, *, step: str, **_kw: Any) -> Any:
+        self.steps.append(step)
+        if step.startswith(self.fail) and self.fail:
+            raise CommandFailed(step, self.code, "it broke", "")
+        out = {"look for": "1" if self.existed else "0", "list addresses": "[]"}
+        stdout = next((v for k, v in out.items() if step.startswith(k)), "DOCKYARD_CHANGED=1")
+        return SimpleNamespace(stdout=stdout, exit_code=0)
+
+
+def _create(
+    provider: DockyardInstanceProvider, monkeypatch: pytest.MonkeyPatch, fake: FakeHost
+) -> Exception | None:
+    monkeypatch.setattr(provider_module, "_run", lambda _props: fake)
+    try:
+        provider.create(with_())
+    except Exception as failure:
+        return failure
+    return None
+
+
+CLEANUP = ["stop dy1_docker.service", "list addresses", "remove instance dy1_"]
+
+
+@pytest.mark.parametrize("failing", ["restart dy1_docker.service", "install instance dy1_"])
+def test_a_failed_create_removes_what_it_made(
+    provider: DockyardInstanceProvider, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    """The unit failed to start (or the install broke halfway): the create is not in the
+    state, so it removes the unit, root, user and group itself, then fails."""
+    fake = FakeHost(fail=failing)
+    failure = _create(provider, monkeypatch, fake)
+    assert isinstance(failure, CommandFailed) and failure.step == failing
+    assert fake.steps[fake.steps.index(failing) + 1 :] == CLEANUP
+
+
+def test_a_failed_create_over_an_instance_that_was_there_only_stops_it(
+    provider: DockyardInstanceProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """This owner's instance was on the host before (e.g. a create cut short): its data stays,
+    the unit is stopped and disabled instead of restarting forever."""
+    fake = FakeHost(fail="restart dy1_docker.service", existed=True)
+    failure = _create(provider, monkeypatch, fake)
+    assert isinstance(failure, CommandFailed)
+    assert fake.steps[-2:] == ["restart dy1_docker.service", "stop dy1_docker.service"]
+
+
+@pytest.mark.parametrize("code", [3, 75])
+def test_a_create_refused_before_any_change_cleans_nothing(
+    provider: DockyardInstanceProvider, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    """Refused (another owner's instance, a foreign group, ...) or no host lock: what is on the
+    host is not this create's to remove."""
+    fake = FakeHost(fail="install instance dy1_", code=code)
+    failure = _create(provider, monkeypatch, fake)
+    assert isinstance(failure, CommandFailed) and failure.exit_code == code
+    assert fake.steps[-1] == "install instance dy1_"
+
+
+def test_a_failed_cleanup_says_so_and_what_to_do(
+    provider: DockyardInstanceProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Unreachable(FakeHost):
+        def run(self, script: str, *, step: str, **kw: Any) -> Any:
+            if step.startswith("restart") or step in CLEANUP:
+                self.steps.append(step)
+                raise CommandFailed(step, 255, "connection lost", "")
+            return super().run(script, step=step, **kw)
+
+    fake = Unreachable()
+    failure = _create(provider, monkeypatch, fake)
+    assert isinstance(failure, hostops.InstanceError), failure
+    assert "failed, and so did undoing it" in str(failure)
+    assert "the next `pulumi up` converges" in str(failure)
+    assert isinstance(failure.__cause__, CommandFailed)
+
+
+def test_a_successful_create_looks_first_and_cleans_nothing(
+    provider: DockyardInstanceProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeHost()
+    assert _create(provider, monkeypatch, fake) is None
+    assert fake.steps == [
+        "look for dy1_ on the host",
+        "probe networks for dy1_",
+        "install instance dy1_",
+        "restart dy1_docker.service",
+    ]
