@@ -63,6 +63,8 @@ RIGHT_IP = "192.168.80.2"
 # `vmeta`, routed through the host as a cloud's are; a web server answers on them.
 META_NS = "dymeta"
 META_VIA = "192.168.78.2"
+# A name the test machine's resolver answers (as tests/acceptance resolves).
+DNS_NAME = "deb.debian.org"
 ECS_CREDENTIALS = "169.254.170.2"  # another link-local service (ECS task credentials)
 META_TOKEN = "token-link-local"
 
@@ -371,6 +373,14 @@ def test_containers_reach_the_outside_world(
     url, token = test_machine_url
     for client in ("a2", "an2", "b1", "bn1"):
         assert _fetch(sh, boxes[client], [url])[url] == f"OK {token}", client
+    # DNS is outbound traffic too: to slirp's resolver 10.0.2.3, straight from the default
+    # bridge, through Docker's embedded resolver (in the container's namespace) from a
+    # user-defined network.
+    for client in ("a2", "an2"):
+        out = sh.out(boxes[client].inst.docker(f"exec {client} nslookup {DNS_NAME}"))
+        answer = out.split(f"Name:\t{DNS_NAME}", 1)
+        assert len(answer) == 2, (client, out)
+        assert re.search(r"Address( \d+)?:\s*\d+\.\d+\.\d+\.\d+", answer[1]), (client, out)
 
 
 def _veth_namespace(sh: SshShell, ns: str, link: str, host_ip: str, ns_ip: str) -> None:
