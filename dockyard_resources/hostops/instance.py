@@ -351,12 +351,17 @@ def create(
     except Exception as failure:
         if _changed_nothing(failure, spec):
             raise
-        _undo_failed_create(run, spec, existed=existed.stdout.strip() == "1", log=log)
+        _undo_failed_create(run, spec, failure, existed=existed.stdout.strip() == "1", log=log)
         raise
 
 
 def _undo_failed_create(
-    run: Runner, spec: InstanceSpec, *, existed: bool, log: Callable[[str], None]
+    run: Runner,
+    spec: InstanceSpec,
+    failure: Exception,
+    *,
+    existed: bool,
+    log: Callable[[str], None],
 ) -> None:
     try:
         if existed:
@@ -370,9 +375,9 @@ def _undo_failed_create(
             remove(run, spec, log=log)
     except Exception as cleanup:
         raise InstanceError(
-            f"create of instance {spec.prefix} failed, and so did undoing it ({cleanup});"
-            f" {spec.service_name} may be left on the host: the next `pulumi up` converges"
-            " over it, or remove it by hand (docs/instances.md, Partial failures)"
+            f"create of instance {spec.prefix} failed ({failure}), and so did undoing it"
+            f" ({cleanup}); {spec.service_name} may be left on the host: the next `pulumi up`"
+            " converges over it, or remove it by hand (docs/instances.md, Partial failures)"
         ) from cleanup
 
 

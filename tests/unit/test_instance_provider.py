@@ -290,7 +290,8 @@ def test_a_failed_cleanup_says_so_and_what_to_do(
     fake = Unreachable()
     failure = _create(provider, monkeypatch, fake)
     assert isinstance(failure, hostops.InstanceError), failure
-    assert "failed, and so did undoing it" in str(failure)
+    assert "failed (step 'restart dy1_docker.service' failed" in str(failure)
+    assert "and so did undoing it (step 'stop dy1_docker.service'" in str(failure)
     assert "the next `pulumi up` converges" in str(failure)
     assert isinstance(failure.__cause__, CommandFailed)
 
