@@ -118,16 +118,6 @@ dy_check_not_staging() {
 dy_check_nesting() {
   local root=$1 own=$2 unit other prefix path="" part
   local -a parts
-  IFS=/ read -r -a parts <<<"${root#/}"
-  for part in "${parts[@]}"; do
-    path="$path/$part"
-    [ "$path" != "$root" ] || break
-    if [ -f "$path/.dockyard-instance" ] && [ ! -L "$path/.dockyard-instance" ]; then
-      dy_refuse "root $root lies inside $path, the root of a Dockyard instance (its marker" \
-        "names $(dy_marker_owner "$path")); instance roots must not nest: choose a root" \
-        "outside it"
-    fi
-  done
   for unit in "${DY_UNIT_DIR:-/etc/systemd/system}"/*.service; do
     if [ ! -f "$unit" ] || [ "$unit" = "$own" ]; then continue; fi
     other=$(dy_unit_field "$unit" root)
@@ -145,6 +135,16 @@ dy_check_nesting() {
       "$root"/*) dy_refuse "root $root contains $other, the root of Dockyard instance" \
         "$prefix; instance roots must not nest: choose a root outside it" ;;
     esac
+  done
+  IFS=/ read -r -a parts <<<"${root#/}"
+  for part in "${parts[@]}"; do
+    path="$path/$part"
+    [ "$path" != "$root" ] || break
+    if [ -f "$path/.dockyard-instance" ] && [ ! -L "$path/.dockyard-instance" ]; then
+      dy_refuse "root $root lies inside $path, the root of a Dockyard instance (its marker" \
+        "names $(dy_marker_owner "$path")); instance roots must not nest: choose a root" \
+        "outside it"
+    fi
   done
 }
 
