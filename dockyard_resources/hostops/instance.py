@@ -29,6 +29,7 @@ from dockyard_resources.config.values import (
 from dockyard_resources.errors import DockyardError
 from dockyard_resources.render import facts, iptables
 from dockyard_resources.render.common import (
+    HOST_LOCK,
     RELEASE_HOST_LOCK,
     bash_script,
     hold_dir_lock,
@@ -317,9 +318,11 @@ def install(
 
 # --- create: install, or leave nothing of a failed one behind -------------------------------
 
-# Exit codes of the install script that mean it changed nothing: a refusal (the preflight and
-# dy_refuse) or no host lock within its timeout (render/common.py).
-INSTALL_UNCHANGED_EXITS = (3, 75)
+# The install script's exit code for a refusal (the preflight and dy_refuse): it comes before
+# any change. So does a timeout waiting for the host lock (exit 75 naming HOST_LOCK; the same
+# code for the root's lock comes after the claims).
+INSTALL_REFUSED_EXIT = 3
+LOCK_TIMEOUT_EXIT = 75
 
 
 def _exists_script(spec: InstanceSpec) -> str:
@@ -330,10 +333,10 @@ def _changed_nothing(failure: Exception, spec: InstanceSpec) -> bool:
     """True for failures that come before the install changes anything on the host."""
     if isinstance(failure, InstanceError):  # the network probe refused
         return True
-    return (
-        isinstance(failure, CommandFailed)
-        and failure.step == _install_step(spec)
-        and failure.exit_code in INSTALL_UNCHANGED_EXITS
+    if not isinstance(failure, CommandFailed) or failure.step != _install_step(spec):
+        return False
+    return failure.exit_code == INSTALL_REFUSED_EXIT or (
+        failure.exit_code == LOCK_TIMEOUT_EXIT and HOST_LOCK in failure.stderr_tail
     )
 
 

@@ -213,16 +213,19 @@ def test_diff_and_check_never_touch_the_network(
 
 class FakeHost:
     """Answers each script by its step name (what `hostops.instance` runs); `fail` names the
-    step that exits non-zero, with `code`; `existed` is what the look-up before a create finds."""
+    step that exits non-zero, with `code` and `stderr`; `existed` is what the look-up before
+    a create finds."""
 
-    def __init__(self, fail: str = "", code: int = 1, existed: bool = False) -> None:
-        self.fail, self.code, self.existed = fail, code, existed
+    def __init__(
+        self, fail: str = "", code: int = 1, stderr: str = "it broke", existed: bool = False
+    ) -> None:
+        self.fail, self.code, self.stderr, self.existed = fail, code, stderr, existed
         self.steps: list[str] = []
 
     def run(self, script: str, *, step: str, **_kw: Any) -> Any:
         self.steps.append(step)
         if step.startswith(self.fail) and self.fail:
-            raise CommandFailed(step, self.code, "it broke", "")
+            raise CommandFailed(step, self.code, self.stderr, "")
         out = {"look for": "1" if self.existed else "0", "list addresses": "[]"}
         stdout = next((v for k, v in out.items() if step.startswith(k)), "DOCKYARD_CHANGED=1")
         return SimpleNamespace(stdout=stdout, exit_code=0)
@@ -265,16 +268,32 @@ def test_a_failed_create_over_an_instance_that_was_there_only_stops_it(
     assert fake.steps[-2:] == ["restart dy1_docker.service", "stop dy1_docker.service"]
 
 
-@pytest.mark.parametrize("code", [3, 75])
+HOST_LOCK_TIMEOUT = "another Dockyard operation held /run/dockyard.lock for 900s"
+
+
+@pytest.mark.parametrize(
+    ("code", "stderr"), [(3, "group dy1_docker already exists"), (75, HOST_LOCK_TIMEOUT)]
+)
 def test_a_create_refused_before_any_change_cleans_nothing(
-    provider: DockyardInstanceProvider, monkeypatch: pytest.MonkeyPatch, code: int
+    provider: DockyardInstanceProvider, monkeypatch: pytest.MonkeyPatch, code: int, stderr: str
 ) -> None:
     """Refused (another owner's instance, a foreign group, ...) or no host lock: what is on the
     host is not this create's to remove."""
-    fake = FakeHost(fail="install instance dy1_", code=code)
+    fake = FakeHost(fail="install instance dy1_", code=code, stderr=stderr)
     failure = _create(provider, monkeypatch, fake)
     assert isinstance(failure, CommandFailed) and failure.exit_code == code
     assert fake.steps[-1] == "install instance dy1_"
+
+
+def test_a_create_cut_waiting_for_its_roots_lock_cleans_up(
+    provider: DockyardInstanceProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same exit code, but for the lock of the root: the claims were made by then."""
+    stderr = "another Dockyard operation held /dy1 for 900s"
+    fake = FakeHost(fail="install instance dy1_", code=75, stderr=stderr)
+    failure = _create(provider, monkeypatch, fake)
+    assert isinstance(failure, CommandFailed)
+    assert fake.steps[fake.steps.index("install instance dy1_") + 1 :] == CLEANUP
 
 
 def test_a_failed_cleanup_says_so_and_what_to_do(
