@@ -118,6 +118,7 @@ def instance_scripts() -> Iterator[Script]:
             ("activate", instance_ops._activate_script(spec, restart=False), "activate"),
             ("activate (restart)", instance_ops._activate_script(spec, restart=True), "activate"),
             ("probe", instance_ops._probe_script(spec), "probe"),
+            ("exists", instance_ops._exists_script(spec), "exists"),
         ):
             yield Script(f"{name}: {what}", text, f"{TEMPLATES}/instance/{template}.sh.j2")
         for f in instance_render.instance_files(spec):

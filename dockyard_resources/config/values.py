@@ -40,6 +40,9 @@ _OWNER_RE: Final = re.compile(r"[A-Za-z0-9_.-]{1,100}(/[A-Za-z0-9_.-]{1,100}){2}
 
 # Sockets live under an instance's root; a unix socket path is limited to 107 bytes.
 MAX_ROOT_LEN: Final = 64
+# An install builds a new root as `<root><ROOT_STAGING_MARK>.XXXXXX` beside it and renames it
+# into place; a root whose path holds the mark could be taken for such a leftover.
+ROOT_STAGING_MARK: Final = ".dockyard-new"
 
 # Directories an instance root may never be (it gets chowned, and destroy removes it). The
 # on-host checks (hostops/instance_guards.sh) catch what no list can: an existing directory
@@ -224,6 +227,12 @@ def root_dir(value: Any) -> str:
         raise ValueError(
             f"{text!r} is longer than {MAX_ROOT_LEN} characters; use a shorter path so the"
             " daemon's sockets under it stay within the unix socket path limit"
+        )
+    if ROOT_STAGING_MARK in text:
+        raise ValueError(
+            f"{text!r} contains {ROOT_STAGING_MARK!r}, the name Dockyard gives the temporary"
+            " directory it builds a root in; use a path without it such as"
+            f" {text.replace(ROOT_STAGING_MARK, '-new')!r}"
         )
     if text in SYSTEM_DIRS:
         raise ValueError(

@@ -20,10 +20,16 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Protocol
 
-from dockyard_resources.config.values import FORBIDDEN_TREES, HOME_PARENTS, SYSTEM_DIRS
+from dockyard_resources.config.values import (
+    FORBIDDEN_TREES,
+    HOME_PARENTS,
+    ROOT_STAGING_MARK,
+    SYSTEM_DIRS,
+)
 from dockyard_resources.errors import DockyardError
 from dockyard_resources.render import facts, iptables
 from dockyard_resources.render.common import (
+    HOST_LOCK,
     RELEASE_HOST_LOCK,
     bash_script,
     hold_dir_lock,
@@ -31,6 +37,7 @@ from dockyard_resources.render.common import (
 )
 from dockyard_resources.render.instance import (
     DIR_MODES,
+    GROUP_RECORD_FILE,
     ROOT_MARKER_FILE,
     InstanceSpec,
     instance_files,
@@ -41,6 +48,7 @@ from dockyard_resources.render.layout import (
     SYSBOX_SERVICE,
     SYSTEMD_DIR,
 )
+from dockyard_resources.transport.errors import CommandFailed
 
 CHANGED_MARK = "DOCKYARD_CHANGED="
 # What delete left on the host and why (another owner's instance, a root without our marker).
@@ -239,6 +247,8 @@ def _install_script(spec: InstanceSpec, *, adopt: bool = False, enabled: bool = 
         systemd_dir=SYSTEMD_DIR,
         sysbox_service=SYSBOX_SERVICE,
         root_marker_file=ROOT_MARKER_FILE,
+        group_record_file=GROUP_RECORD_FILE,
+        staging_mark=ROOT_STAGING_MARK,
         changed_mark=CHANGED_MARK,
     )
     return bash_script(body)
@@ -272,6 +282,10 @@ def _quiet(_message: str) -> None:
     return None
 
 
+def _install_step(spec: InstanceSpec) -> str:
+    return f"install instance {spec.prefix}"
+
+
 def install(
     run: Runner,
     spec: InstanceSpec,
@@ -287,9 +301,7 @@ def install(
         log("checking the host's routes, addresses and other instances' networks")
         check_conflicts(run, spec)
     log("checking ownership and installing (under the host lock)")
-    result = run.run(
-        _install_script(spec, adopt=adopt, enabled=enabled), step=f"install instance {spec.prefix}"
-    )
+    result = run.run(_install_script(spec, adopt=adopt, enabled=enabled), step=_install_step(spec))
     if not enabled:
         log(f"parking: stopping {spec.service_name} (data, user, group and networks stay)")
         run.run(_park_script(spec), step=f"stop {spec.service_name}", timeout=300)
@@ -302,6 +314,74 @@ def install(
         step=f"{'restart' if changed else 'start'} {spec.service_name}",
     )
     log(f"{spec.service_name} is running; DOCKER_HOST={spec.docker_host}")
+
+
+# --- create: install, or leave nothing of a failed one behind -------------------------------
+
+# The install script's exit code for a refusal (the preflight and dy_refuse): it comes before
+# any change. So does a timeout waiting for the host lock (exit 75 naming HOST_LOCK; the same
+# code for the root's lock comes after the claims).
+INSTALL_REFUSED_EXIT = 3
+LOCK_TIMEOUT_EXIT = 75
+
+
+def _exists_script(spec: InstanceSpec) -> str:
+    return bash_script(render("instance/exists.sh.j2", spec=spec), locked=False)
+
+
+def _changed_nothing(failure: Exception, spec: InstanceSpec) -> bool:
+    """True for failures that come before the install changes anything on the host."""
+    if isinstance(failure, InstanceError):  # the network probe refused
+        return True
+    if not isinstance(failure, CommandFailed) or failure.step != _install_step(spec):
+        return False
+    return failure.exit_code == INSTALL_REFUSED_EXIT or (
+        failure.exit_code == LOCK_TIMEOUT_EXIT and HOST_LOCK in failure.stderr_tail
+    )
+
+
+def create(
+    run: Runner, spec: InstanceSpec, *, enabled: bool = True, log: Callable[[str], None] = _quiet
+) -> None:
+    """Install a new instance (see `install`). A create that fails once the host changed
+    leaves nothing behind to loop: Pulumi keeps no state of a failed create, so no destroy
+    would remove what it made, and its unit would restart every few seconds forever. What
+    the create made goes again; an instance that was on the host before it (this owner's:
+    another owner's is refused before any change) keeps its data and is stopped and disabled."""
+    existed = run.run(_exists_script(spec), step=f"look for {spec.prefix} on the host")
+    try:
+        install(run, spec, check_networks=True, enabled=enabled, log=log)
+    except Exception as failure:
+        if _changed_nothing(failure, spec):
+            raise
+        _undo_failed_create(run, spec, failure, existed=existed.stdout.strip() == "1", log=log)
+        raise
+
+
+def _undo_failed_create(
+    run: Runner,
+    spec: InstanceSpec,
+    failure: Exception,
+    *,
+    existed: bool,
+    log: Callable[[str], None],
+) -> None:
+    try:
+        if existed:
+            log(
+                f"create failed: stopping and disabling {spec.service_name}; its root, data,"
+                " user and group were on the host before and stay (the next up tries again)"
+            )
+            run.run(_stop_script(spec), step=f"stop {spec.service_name}", timeout=300)
+        else:
+            log("create failed: removing what it made on the host")
+            remove(run, spec, log=log)
+    except Exception as cleanup:
+        raise InstanceError(
+            f"create of instance {spec.prefix} failed ({failure}), and so did undoing it"
+            f" ({cleanup}); {spec.service_name} may be left on the host: the next `pulumi up`"
+            " converges over it, or remove it by hand (docs/instances.md, Partial failures)"
+        ) from cleanup
 
 
 # --- inspect ----------------------------------------------------------------------------
@@ -322,6 +402,9 @@ class InstanceState:
     default_runtime: str
     files_in_sync: bool
     stale_binaries: str = ""  # why the running daemons are not the installed binaries
+    # Why root must not run the binaries of dockerDir or sysboxDir (someone else can change
+    # a directory on the way); install refuses them.
+    untrusted_binaries: str = ""
 
     @property
     def exists(self) -> bool:
@@ -336,6 +419,10 @@ class InstanceState:
                 (self.root_present, f"root {spec.root} is missing"),
                 (self.bridge_present, f"bridge {spec.bridge_name} is missing"),
                 (self.files_in_sync, "instance files differ from the configuration"),
+                (
+                    not self.untrusted_binaries,
+                    f"binaries root must not run: {self.untrusted_binaries}",
+                ),
             ]
             return [message for ok, message in parked if not ok]
         checks = [
@@ -355,6 +442,7 @@ class InstanceState:
             ),
             (self.files_in_sync, "instance files differ from the configuration"),
             (not self.stale_binaries, f"{self.stale_binaries}: a restart picks up the new ones"),
+            (not self.untrusted_binaries, f"binaries root must not run: {self.untrusted_binaries}"),
         ]
         return [message for ok, message in checks if not ok]
 
@@ -376,6 +464,7 @@ def _inspect_script(spec: InstanceSpec) -> str:
         "instance/inspect.sh.j2",
         spec=spec,
         fact_helper=facts.SHELL_HELPER,
+        guards=guards(),
         files=instance_files(spec),
         rules_ok=iptables.all_present_command(spec.rules(), spec.tag),
     )
@@ -399,6 +488,7 @@ def parse_state(stdout: str) -> InstanceState:
         default_runtime=values.get("runtime", ""),
         files_in_sync=values.get("files") == "1",
         stale_binaries=values.get("stale", ""),
+        untrusted_binaries=values.get("untrusted", ""),
     )
 
 
@@ -445,6 +535,7 @@ def _remove_script(spec: InstanceSpec, bridges: list[str]) -> str:
         dir_guard=_system_dir_patterns(),
         sweep=iptables.sweep_function(spec.tag),
         keep_mark=KEEP_MARK,
+        staging_mark=ROOT_STAGING_MARK,
         hold_root_lock=hold_dir_lock("root"),
     )
     return bash_script(body)

@@ -7,6 +7,7 @@ check validates at preview, diff compares locally, create/update/delete run
 from __future__ import annotations
 
 import ipaddress
+import posixpath
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -32,6 +33,7 @@ from dockyard_resources.providers.inputs import (
     whole_number,
 )
 from dockyard_resources.providers.progress import Report, reporter, traced
+from dockyard_resources.render import sysbox_host as sysbox_layout
 from dockyard_resources.render.instance import InstanceSpec, ssh_forward
 from dockyard_resources.transport import SshTarget, session
 
@@ -107,6 +109,28 @@ def _members(value: Any) -> list[str]:
     return names
 
 
+def _binaries_dir(kind: str, installed_at: Callable[[str], str]) -> Callable[[Any], str]:
+    """Checks `<kind>Dir`: a directory of Dockyard's own tree that the SysboxHost installs
+    (`installed_at(version)`), nothing else, because the unit runs its binaries as root."""
+
+    def check(value: Any) -> str:
+        text = values.host_path(value)
+        version = posixpath.basename(text).removeprefix(f"{kind}-")
+        try:
+            expected = installed_at(values.version(version))
+        except ValueError:
+            expected = ""
+        if text != expected:
+            raise ValueError(
+                f"{text!r} is not a {kind} directory of Dockyard's own tree; root runs its"
+                f" binaries, so only {installed_at('<version>')} is accepted: pass the"
+                f" SysboxHost's {kind}Dir output"
+            )
+        return text
+
+    return check
+
+
 def _true_unless_false(value: Any) -> bool:
     # Absent (the stack default, and instances made before the option existed): true.
     if value is None:
@@ -126,8 +150,8 @@ def _false_unless_true(value: Any) -> bool:
 
 _VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "hostName": values.host_name,
-    "dockerDir": values.host_path,
-    "sysboxDir": values.host_path,
+    "dockerDir": _binaries_dir("docker", sysbox_layout.docker_dir),
+    "sysboxDir": _binaries_dir("sysbox", sysbox_layout.sysbox_dir),
     "prefix": values.prefix,
     "root": values.root_dir,
     "bridgeCidr": lambda v: str(values.bridge_interface(v)),
@@ -266,6 +290,13 @@ def _report(props: Mapping[str, Any]) -> Report:
 _traced = traced("DockyardInstance", _name)
 
 
+def _healthy(props: dict[str, Any]) -> dict[str, Any]:
+    """The outputs of an instance just installed (read reports what it finds later)."""
+    outs = outputs(props)
+    outs.update(healthy=True, health={})
+    return outs
+
+
 def _run(props: dict[str, Any]) -> hostops.Runner:
     return session(SshTarget.from_props(props["connection"]))
 
@@ -296,35 +327,32 @@ class DockyardInstanceProvider(ResourceProvider):
             delete_before_replace=bool(replaces),
         )
 
-    def _install(
-        self, props: dict[str, Any], *, check_networks: bool, adopt: bool
-    ) -> dict[str, Any]:
-        """Converge the host to `props` and return the outputs of a healthy instance."""
-        hostops.install(
+    @_traced
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        # A create that fails cleans up after itself (hostops.create): no state, no destroy.
+        hostops.create(
             _run(props),
             InstanceSpec.from_props(props),
-            check_networks=check_networks,
-            adopt=adopt,
             enabled=props.get("enabled") is not False,
             log=_report(props),
         )
-        outs = outputs(props)
-        outs.update(healthy=True, health={})
-        return outs
-
-    @_traced
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        outs = self._install(props, check_networks=True, adopt=False)
-        return CreateResult(f"{props['hostName']}/{props['prefix']!s}", outs)
+        return CreateResult(f"{props['hostName']}/{props['prefix']!s}", _healthy(props))
 
     @_traced
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         networks_changed = any(
             _comparable(k, olds.get(k)) != _comparable(k, news.get(k)) for k in NETWORK_KEYS
         )
-        # An instance an earlier Dockyard made has no owner in its state: it is adopted.
-        adopt = not olds.get("owner")
-        return UpdateResult(self._install(news, check_networks=networks_changed, adopt=adopt))
+        hostops.install(
+            _run(news),
+            InstanceSpec.from_props(news),
+            check_networks=networks_changed,
+            # An instance an earlier Dockyard made has no owner in its state: it is adopted.
+            adopt=not olds.get("owner"),
+            enabled=news.get("enabled") is not False,
+            log=_report(news),
+        )
+        return UpdateResult(_healthy(news))
 
     @_traced
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:

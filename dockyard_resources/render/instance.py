@@ -39,6 +39,9 @@ from dockyard_resources.render.layout import (
 
 # `owner=` and `prefix=` lines in the root: a directory without it is not an instance root.
 ROOT_MARKER_FILE = ".dockyard-instance"
+# `gid=` of the group the instance made (a group has no comment to name its owner); empty
+# while it is being made. Only a group so recorded is the instance's, to keep and to delete.
+GROUP_RECORD_FILE = ".dockyard-group"
 # Seconds the unit's ExecStartPost waits for `docker info` after dockerd reported ready.
 READY_TIMEOUT_S = 120
 # Seconds dockerd gives containers to stop on shutdown before killing them.

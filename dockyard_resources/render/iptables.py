@@ -11,11 +11,12 @@ their own: instances are created, updated and removed in any order and in parall
 rule sets must give the same verdicts however they interleave.
 
 - "Guard" rules are inserted at the top of FORWARD. Each one names this instance on the
-  receiving side (out via its bridge, or out via a `br-*` bridge to its pool) or names this
-  instance as the sender of metadata traffic: no guard of one instance can match a packet a
-  guard of another instance is about, so their relative order does not matter. Within one
-  instance the guards keep the listed order: replies and the instance's own traffic are
-  accepted before everything else toward its containers is dropped.
+  receiving side (out via its bridge, or out via a `br-*` bridge to its pool), or is a
+  link-local DROP: no ACCEPT guard of one instance can match a packet a guard of another
+  instance is about, and the link-local DROPs of all instances give the same verdict, so
+  their relative order does not matter. Within one instance the guards keep the listed
+  order: link-local traffic is dropped first, then replies and the instance's own traffic
+  are accepted before everything else toward its containers is dropped.
 - "Egress" rules (this instance's containers to anywhere else) are appended at the end of
   FORWARD, below every instance's guards: a container's new connection toward another
   instance meets that instance's DROP before it meets its own instance's generic ACCEPT.
@@ -29,9 +30,10 @@ from dataclasses import dataclass
 from dockyard_resources.render.common import quote, quote_all
 
 COMMENT_PREFIX = "dockyard:"
-# Cloud instance metadata (AWS, GCP, Azure, Hetzner, OpenStack, ...): it hands out the host's
+# Link-local addresses, home of cloud instance metadata (169.254.169.254 on AWS, GCP, Azure,
+# Hetzner, OpenStack, ...; 169.254.170.2 for ECS task credentials): it hands out the host's
 # credentials and its user data, which carries the host's private SSH key (cloud/cloudinit.py).
-METADATA_ADDRESS = "169.254.169.254/32"
+LINK_LOCAL = "169.254.0.0/16"
 # Docker names the bridge of every user-defined network `br-<12 hex digits of the network id>`,
 # unknown in advance: `br-+` (iptables' wildcard) together with the pool address binds pool
 # rules to such bridges, so a pool source arriving on eth0 is not taken for a container.
@@ -87,9 +89,11 @@ def instance_rules(
         return Rule("filter", "FORWARD", spec)
 
     rules = [
-        # No container reaches the cloud metadata service (credentials, user data).
-        guard(*from_bridge, "-d", METADATA_ADDRESS, "-j", "DROP"),
-        guard(*from_pool, "-d", METADATA_ADDRESS, "-j", "DROP"),
+        # No container reaches the cloud metadata service (credentials, user data), whatever
+        # source address it forges: matched by the interface alone, every `br-*` bridge
+        # included (the bridges of user-defined networks cannot be named in advance).
+        guard(*from_bridge, "-d", LINK_LOCAL, "-j", "DROP"),
+        guard("-i", POOL_BRIDGES, "-d", LINK_LOCAL, "-j", "DROP"),
         # Replies to connections the containers opened (or that were let in).
         guard(*to_bridge, *replies, "-j", "ACCEPT"),
         guard(*to_pool, *replies, "-j", "ACCEPT"),

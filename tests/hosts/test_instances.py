@@ -23,7 +23,7 @@ from dockyard_resources.providers.instance import DockyardInstanceProvider
 from dockyard_resources.render import sysbox_host as sysbox_render
 from dockyard_resources.render.instance import InstanceSpec
 from dockyard_resources.render.layout import SYSBOX_SERVICE
-from dockyard_resources.transport import SshTarget, session
+from dockyard_resources.transport import CommandFailed, SshTarget, session
 from tests.fixtures.vm import TestHost
 from tests.hosts.checks import (
     File,
@@ -273,12 +273,61 @@ def test_create_never_takes_over_foreign_directories_or_instances(
     # The same prefix as A, claimed by another stack's resource: refused, naming A's owner.
     foreign = {**instances["A"].props, "owner": "otherproject/otherstack/h-dy1_"}
     _refused(provider, foreign, "instance dy1_ on this host belongs to tests/hosts/testhost-dy1_")
+    # A group of the instance's name that was there before: never adopted.
+    sh.out("getent group dy6_docker >/dev/null || groupadd dy6_docker")
+    _refused(provider, _props(conn, 6, []), "group dy6_docker already exists and is not this")
+    assert Group.of(sh, "dy6_docker").exists and not File.of(sh, "/dy6").exists
+    sh.out("groupdel dy6_docker")
+    # Binaries root would run from a directory a local user can change: refused.
+    untrusted = sysbox_render.docker_dir("0.0.1-untrusted")
+    sh.out(
+        f"mkdir -p {untrusted} && printf '#!/bin/sh\\n' > {untrusted}/dockerd"
+        f" && chmod 755 {untrusted}/dockerd && chmod 757 {untrusted}"
+    )
+    try:
+        _refused(
+            provider,
+            {**_props(conn, 5, []), "dockerDir": untrusted},
+            f"dockerDir {untrusted}: {untrusted} belongs to uid 0, gid 0 with mode 757",
+        )
+    finally:
+        sh.out(f"rm -rf {untrusted}")
     assert sh.out("cat /srv/preexisting/data") == "keep"
     assert not Group.of(sh, "dy5_docker").exists
     assert not Service.of(sh, "dy5_docker.service").unit_file_exists
     assert not File.of(sh, "/srv/real/dy5").exists and not File.of(sh, "/dy1/nested").exists
     marker = sh.out(f"cat {instances['A'].spec.marker_path}")
     assert marker == "owner=tests/hosts/testhost-dy1_\nprefix=dy1_"
+    assert Service.of(sh, instances["A"].spec.service_name).active
+
+
+def test_a_create_whose_daemon_cannot_start_leaves_nothing_behind(
+    sh: SshShell, provider: DockyardInstanceProvider, instances: dict[str, Inst]
+) -> None:
+    """dockerd exits at once, so the unit fails to start and the create fails. Pulumi keeps
+    no state of it: the create itself removes what it made, instead of leaving an enabled
+    unit that systemd restarts every 5 s."""
+    conn = instances["A"].props["connection"]
+    good = instances["A"].spec.docker_dir
+    broken = sysbox_render.docker_dir(f"{DOCKER_VERSION}-broken")
+    # Hard links: the same root-owned binaries, but a dockerd of its own that fails.
+    sh.out(
+        f"cp -al {good} {broken} && rm {broken}/dockerd"
+        f" && printf '#!/bin/sh\\nexit 1\\n' > {broken}/dockerd && chmod 755 {broken}/dockerd"
+    )
+    failed = Inst("failed", {**_props(conn, 7, []), "dockerDir": broken}, {})
+    try:
+        with pytest.raises(CommandFailed, match=r"dy7_docker\.service"):
+            provider.create(failed.props)
+        _no_trace(sh, failed)
+        assert Service.of(sh, failed.spec.service_name) == Service(
+            failed.spec.service_name, active=False, enabled=False, unit_file_exists=False
+        )
+        # Nothing of it runs any more, nor is about to (a restart would show as activating).
+        assert sh.out(f"systemctl is-active {failed.spec.service_name} || true") == "inactive"
+        assert not sh.ok(f"pgrep -f {failed.spec.path('etc', 'containerd.toml')}")
+    finally:
+        sh.out(f"rm -rf {broken}")
     assert Service.of(sh, instances["A"].spec.service_name).active
 
 

@@ -9,7 +9,10 @@ world; a port published on A answers on the host (docker-proxy: local, not forwa
 
 A refused connection must show as a timeout (the SYN dropped, not refused), and every DROP
 is also proven by the counter of the instance's own rule, so a check fails when the rule is
-missing rather than passing for another reason. `br_netfilter` is loaded first (as on hosts
+missing rather than passing for another reason. The host did not forward before the first
+instance came up: the instances turn forwarding on as Docker does, with FORWARD's policy
+DROP, so the host routes nothing between its other interfaces, and every test of the
+containers' own traffic runs under that policy. `br_netfilter` is loaded first (as on hosts
 where Docker or Kubernetes runs): traffic between two containers on the same bridge then
 passes through FORWARD too, so the own-network checks depend on the rules. The tests run in
 file order on a VM of this module's own.
@@ -25,7 +28,6 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +55,27 @@ ANSWER_S = 15  # what an answer may take on a busy emulated host
 OUTSIDE_NS = "dyoutside"
 OUTSIDE_HOST_IP = "192.168.77.1"
 OUTSIDE_IP = "192.168.77.2"
+# Two more namespaces, each behind a veth routed through the host: two other interfaces of the
+# host (a LAN and a VPN, say) between which the host must not start routing.
+LEFT_NS, RIGHT_NS = "dyleft", "dyright"
+RIGHT_IP = "192.168.80.2"
+# A namespace standing for the cloud's metadata service: link-local addresses behind the veth
+# `vmeta`, routed through the host as a cloud's are; a web server answers on them.
+META_NS = "dymeta"
+META_VIA = "192.168.78.2"
+# A name the test machine's resolver answers (as tests/acceptance resolves).
+DNS_NAME = "deb.debian.org"
+ECS_CREDENTIALS = "169.254.170.2"  # another link-local service (ECS task credentials)
+META_TOKEN = "token-link-local"
+
+
+# Fragments (iptables-save) of an instance's link-local DROPs: on every br-* bridge (its
+# user-defined networks), and on its default bridge (_link_local_from_bridge).
+LINK_LOCAL_FROM_POOLS = ("-d 169.254.0.0/16", "-i br-+ ", "-j DROP")
+
+
+def _link_local_from_bridge(spec: InstanceSpec) -> tuple[str, ...]:
+    return ("-d 169.254.0.0/16", f"-i {spec.bridge_name} ", "-j DROP")
 
 
 @dataclass
@@ -84,12 +107,27 @@ class Box:
         return f"http://{self.ip}:{PORT}/"
 
 
+def _forwarding(sh: SshShell) -> tuple[str, str]:
+    """`net.ipv4.ip_forward` and the policy line of filter FORWARD."""
+    return (
+        sh.out("sysctl -n net.ipv4.ip_forward"),
+        sh.out("iptables -w -S FORWARD | grep -m1 -- '^-P FORWARD'"),
+    )
+
+
+@pytest.fixture(scope="module")
+def forwarding_before(host: TestHost, sh: SshShell) -> tuple[str, str]:
+    """The host's forwarding before any instance exists (read before `instances`)."""
+    return _forwarding(sh)
+
+
 @pytest.fixture(scope="module")
 def instances(
     host: TestHost,
     testbed_artifacts: TestbedArtifacts,
     sh: SshShell,
     provider: DockyardInstanceProvider,
+    forwarding_before: tuple[str, str],
 ) -> dict[str, Inst]:
     target = host.target
     _install_sysbox_host(target, testbed_artifacts)
@@ -194,6 +232,19 @@ def _packets(sh: SshShell, tag: str, *fragments: str, before: bool = False) -> i
         return 0
     assert len(found) == 1, (tag, fragments, out)
     return found[0]
+
+
+def _link_local_pool_drops(sh: SshShell) -> int:
+    """Packets dropped by the link-local DROPs on `br-+`: every instance has one, and the
+    topmost (the last instance's to come up) takes the packets, so their counters add up."""
+    total = 0
+    for line in sh.out("iptables-save -c -t filter").splitlines():
+        text = re.sub(r'--comment "([^"]*)"', r"--comment \1", line)
+        if "--comment dockyard:" in text and all(f in text for f in LINK_LOCAL_FROM_POOLS):
+            match = re.match(r"\[(\d+):\d+\] ", text)
+            assert match is not None, line
+            total += int(match.group(1))
+    return total
 
 
 def test_rules_of_both_instances_are_in_place(sh: SshShell, instances: dict[str, Inst]) -> None:
@@ -313,24 +364,87 @@ def test_machine_url() -> Iterator[tuple[str, str]]:
         server.shutdown()
 
 
-@contextmanager
-def _forward_policy_drop(sh: SshShell) -> Iterator[None]:
-    """FORWARD's policy DROP (as Docker leaves it), so only the instances' own ACCEPTs let
-    their outbound traffic and its replies through."""
-    sh.out("iptables -w -P FORWARD DROP")
-    try:
-        yield
-    finally:
-        sh.out("iptables -w -P FORWARD ACCEPT")
-
-
 def test_containers_reach_the_outside_world(
     sh: SshShell, boxes: dict[str, Box], test_machine_url: tuple[str, str]
 ) -> None:
+    # Under the policy the instances set: only their own ACCEPTs let their outbound traffic
+    # and its replies through.
+    assert _forwarding(sh) == ("1", "-P FORWARD DROP")
     url, token = test_machine_url
-    with _forward_policy_drop(sh):
-        for client in ("a2", "an2", "b1", "bn1"):
-            assert _fetch(sh, boxes[client], [url])[url] == f"OK {token}", client
+    for client in ("a2", "an2", "b1", "bn1"):
+        assert _fetch(sh, boxes[client], [url])[url] == f"OK {token}", client
+    # DNS is outbound traffic too: to slirp's resolver 10.0.2.3, straight from the default
+    # bridge, through Docker's embedded resolver (in the container's namespace) from a
+    # user-defined network.
+    for client in ("a2", "an2"):
+        out = sh.out(boxes[client].inst.docker(f"exec {client} nslookup {DNS_NAME}"))
+        answer = out.split(f"Name:\t{DNS_NAME}", 1)
+        assert len(answer) == 2, (client, out)
+        assert re.search(r"Address( \d+)?:\s*\d+\.\d+\.\d+\.\d+", answer[1]), (client, out)
+
+
+def _veth_namespace(sh: SshShell, ns: str, link: str, host_ip: str, ns_ip: str) -> None:
+    """Namespace `ns` behind the veth `link` (host side `host_ip`/30), routed via the host."""
+    sh.out(
+        "set -e\n"
+        f"ip netns add {ns}\n"
+        f"ip link add {link} type veth peer name {link}-in netns {ns}\n"
+        f"ip addr add {host_ip}/30 dev {link} && ip link set {link} up\n"
+        f"ip -n {ns} addr add {ns_ip}/30 dev {link}-in\n"
+        f"ip -n {ns} link set {link}-in up && ip -n {ns} link set lo up\n"
+        f"ip -n {ns} route add default via {host_ip}\n"
+    )
+
+
+def _serve_in(sh: SshShell, ns: str, port: int, token: str) -> None:
+    """busybox httpd in namespace `ns` (it daemonizes), answering `token`."""
+    sh.out(
+        f"mkdir -p /run/{ns}-www && echo {token} > /run/{ns}-www/index.html"
+        f" && ip netns exec {ns} busybox httpd -p {port} -h /run/{ns}-www"
+    )
+
+
+def _drop_namespace(sh: SshShell, ns: str, link: str) -> None:
+    sh.run(
+        f"ip netns pids {ns} | xargs -r kill; ip link del {link}; ip netns del {ns};"
+        f" rm -rf /run/{ns}-www"
+    )
+
+
+@pytest.fixture(scope="module")
+def routed_pair(sh: SshShell) -> Iterator[str]:
+    """Namespaces behind `vleft` and `vright`; yields the URL of a server in the right one."""
+    _veth_namespace(sh, LEFT_NS, "vleft", "192.168.79.1", "192.168.79.2")
+    _veth_namespace(sh, RIGHT_NS, "vright", "192.168.80.1", RIGHT_IP)
+    _serve_in(sh, RIGHT_NS, PORT, "token-right")
+    yield f"http://{RIGHT_IP}:{PORT}/"
+    _drop_namespace(sh, LEFT_NS, "vleft")
+    _drop_namespace(sh, RIGHT_NS, "vright")
+
+
+def test_the_host_routes_only_the_instances_traffic(
+    sh: SshShell,
+    forwarding_before: tuple[str, str],
+    instances: dict[str, Inst],
+    routed_pair: str,
+) -> None:
+    # Debian's defaults before the first instance: no forwarding, policy ACCEPT.
+    assert forwarding_before == ("0", "-P FORWARD ACCEPT")
+    # Turned on as Docker does: forwarding with policy DROP.
+    assert _forwarding(sh) == ("1", "-P FORWARD DROP")
+    left = f"ip netns exec {LEFT_NS} busybox wget -qO-"
+    code, out = sh.run(f"{left} -T {DROPPED_S} {routed_pair} 2>&1")
+    assert code != 0 and "timed out" in out, out
+    # Positive control: the path itself works once an admin lets it through (what a host
+    # that must route adds, docs/security.md).
+    accepts = ["-i vleft -o vright -j ACCEPT", "-i vright -o vleft -j ACCEPT"]
+    for rule in accepts:
+        sh.out(f"iptables -w -I FORWARD {rule}")
+    try:
+        assert sh.out(f"{left} -T {ANSWER_S} {routed_pair}") == "token-right"
+    finally:
+        for rule in accepts:
+            sh.run(f"iptables -w -D FORWARD {rule}")
 
 
 @pytest.fixture(scope="module")
@@ -358,18 +472,111 @@ def test_cloud_metadata_is_dropped_before_it_leaves_the_host(
     left = _left_host(sh)
     assert left >= 1
     a = instances["A"].spec
-    from_bridge = ("169.254.169.254/32", f"-i {a.bridge_name} ", "-j DROP")
-    from_pool = ("169.254.169.254/32", "-i br-+", "-j DROP")
-    before = (
-        _packets(sh, a.tag, *from_bridge, before=True),
-        _packets(sh, a.tag, *from_pool, before=True),
-    )
+    from_bridge = _link_local_from_bridge(a)
+    before = (_packets(sh, a.tag, *from_bridge, before=True), _link_local_pool_drops(sh))
     url = f"http://{METADATA}/latest/meta-data/"
     _assert_dropped(sh, boxes["a2"], [url])
     _assert_dropped(sh, boxes["an2"], [url])
     assert _packets(sh, a.tag, *from_bridge) > before[0]
-    assert _packets(sh, a.tag, *from_pool) > before[1]
+    assert _link_local_pool_drops(sh) > before[1]
     assert _left_host(sh) == left, "a container's packet to the metadata address left the host"
+
+
+@pytest.fixture(scope="module")
+def link_local_service(sh: SshShell) -> Iterator[str]:
+    """A web server on 169.254.169.254 and 169.254.170.2 in a namespace routed through the
+    host, as a cloud's metadata service is; yields the mangle POSTROUTING comment of a
+    counting rule that sees every packet the host sends to it."""
+    _veth_namespace(sh, META_NS, "vmeta", "192.168.78.1", META_VIA)
+    sh.out(
+        "set -e\n"
+        f"for a in {METADATA} {ECS_CREDENTIALS}; do\n"
+        f"  ip -n {META_NS} addr add $a/32 dev lo\n"
+        f"  ip route replace $a/32 via {META_VIA} dev vmeta\n"
+        "done\n"
+        "iptables -w -t mangle -I POSTROUTING -o vmeta -m comment --comment dockyard-test-meta\n"
+    )
+    _serve_in(sh, META_NS, 80, META_TOKEN)
+    yield "dockyard-test-meta"
+    sh.run(
+        "iptables -w -t mangle -D POSTROUTING -o vmeta -m comment --comment dockyard-test-meta;"
+        f" ip route del {METADATA}/32; ip route del {ECS_CREDENTIALS}/32"
+    )
+    _drop_namespace(sh, META_NS, "vmeta")
+
+
+def _sent_to_link_local_service(sh: SshShell) -> int:
+    out = sh.out("iptables-save -c -t mangle | grep -F dockyard-test-meta")
+    match = re.match(r"\[(\d+):\d+\] ", out)
+    assert match is not None, out
+    return int(match.group(1))
+
+
+@pytest.fixture(scope="module")
+def spoofer(sh: SshShell, instances: dict[str, Inst], boxes: dict[str, Box]) -> Box:
+    """A container on A's user-defined network that sends to 169.254.169.254 from its
+    instance's fixed address (a1's, on the default bridge): what the old source-bound DROP
+    let through. NET_ADMIN for `ip` (sysbox grants it anyway; the stand-in runtime not)."""
+    a = instances["A"]
+    sh.out(
+        a.docker(
+            f"run -d --name spoof --network anet --cap-add NET_ADMIN {DEFAULT_TAG} sleep 100000"
+        )
+    )
+    gateway = sh.out(a.docker("network inspect -f '{{(index .IPAM.Config 0).Gateway}}' anet"))
+    forged = boxes["a1"].ip
+    sh.out(
+        a.docker(
+            "exec spoof sh -c "
+            + shlex.quote(
+                f"ip addr add {forged}/32 dev eth0 && "
+                f"ip route add {METADATA}/32 via {gateway} src {forged}"
+            )
+        )
+    )
+    # The host must not drop the forged packets on its own (strict reverse-path filtering):
+    # the instance's rule is what is tested.
+    bridge = "br-" + sh.out(a.docker("network inspect -f '{{.Id}}' anet"))[:12]
+    sh.out(
+        "sysctl -q -w net.ipv4.conf.all.rp_filter=0"
+        f" && sysctl -q -w net.ipv4.conf.{bridge}.rp_filter=0"
+    )
+    address = "'{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}'"
+    return Box(a, "spoof", sh.out(a.docker(f"inspect -f {address} spoof")))
+
+
+def test_link_local_is_dropped_whatever_source_a_container_forges(
+    sh: SshShell,
+    instances: dict[str, Inst],
+    boxes: dict[str, Box],
+    link_local_service: str,
+    spoofer: Box,
+    test_machine_url: tuple[str, str],
+) -> None:
+    a = instances["A"].spec
+    meta_url, ecs_url = f"http://{METADATA}/", f"http://{ECS_CREDENTIALS}/"
+    # Positive control: the service answers on both addresses, and the counter sees it.
+    sent = _sent_to_link_local_service(sh)
+    for url in (meta_url, ecs_url):
+        assert sh.out(f"busybox wget -T {ANSWER_S} -qO- {url}") == META_TOKEN
+    assert _sent_to_link_local_service(sh) > sent
+    sent = _sent_to_link_local_service(sh)
+    before = (
+        _link_local_pool_drops(sh),
+        _packets(sh, a.tag, *_link_local_from_bridge(a), before=True),
+    )
+    # A forged source (its instance's fixed address) on a user-defined network.
+    _assert_dropped(sh, spoofer, [meta_url])
+    # Any link-local address, not only 169.254.169.254, from either network kind.
+    _assert_dropped(sh, boxes["an2"], [ecs_url])
+    _assert_dropped(sh, boxes["a2"], [ecs_url])
+    # Each died in the instances' link-local DROPs, and nothing reached the service.
+    assert _link_local_pool_drops(sh) >= before[0] + 2
+    assert _packets(sh, a.tag, *_link_local_from_bridge(a)) > before[1]
+    assert _sent_to_link_local_service(sh) == sent
+    # Outbound traffic of the same container still works.
+    url, token = test_machine_url
+    assert _fetch(sh, spoofer, [url])[url] == f"OK {token}"
 
 
 def test_deleting_an_instance_removes_its_rules_and_the_other_keeps_working(
@@ -388,8 +595,7 @@ def test_deleting_an_instance_removes_its_rules_and_the_other_keeps_working(
     )
     assert sh.ok(f"{b.spec.path('bin', 'dockyard-net')} check")
     url, token = test_machine_url
-    with _forward_policy_drop(sh):
-        got = _fetch(sh, boxes["bn1"], [boxes["b1"].url, url])
+    got = _fetch(sh, boxes["bn1"], [boxes["b1"].url, url])
     assert got == {boxes["b1"].url: f"OK {boxes['b1'].token}", url: f"OK {token}"}
     # B's own guards are still there: another interface cannot reach its containers.
     before = _packets(sh, b.spec.tag, f"-o {b.spec.bridge_name} ", "-j DROP", before=True)

@@ -10,8 +10,10 @@ files, links and users go, and which stay because they are another owner's.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -28,6 +30,8 @@ from tests.unit.test_instance_guards import OTHER, OWNER, run_guard, unit
 from tests.unit.test_instance_render import PROPS
 
 PREFIX = "zq9_"
+# Where the scratch host keeps the SysboxHost's binaries (dockerDir, sysboxDir), below `base`.
+BINARIES = "sysbox-host"
 NEIGHBOUR = "zq90_"  # a prefix that starts like ours: its rules must never be taken for ours
 FOREIGN_RULES = (
     f"-A FORWARD -i {NEIGHBOUR}docker0 -m comment --comment dockyard:{NEIGHBOUR} -j ACCEPT",
@@ -38,9 +42,17 @@ FOREIGN_RULES = (
 # iptables keeps one file per table, each line as `iptables -S` prints it.
 STUBS = r"""
 dy_log() { printf '%s\n' "$*" >>"$DY_CALLS"; }
-for dy_cmd in userdel groupdel groupadd useradd usermod gpasswd umount sysctl chown; do
+for dy_cmd in userdel groupdel useradd usermod gpasswd umount chown; do
   eval "$dy_cmd() { dy_log $dy_cmd \"\$@\"; }"
 done
+groupadd() {  # the new group is what getent finds from then on
+  dy_log groupadd "$@"
+  DY_GROUP="${*: -1}:x:${DY_NEW_GID:-990}:"
+}
+sysctl() {  # reads answer $DY_IP_FORWARD (default 0, as on a fresh host); writes are recorded
+  dy_log sysctl "$@"
+  if [ "$1" = -n ]; then echo "${DY_IP_FORWARD:-0}"; fi
+}
 systemctl() {  # no unit runs: a real `dockyard-net up` must never start from here
   dy_log systemctl "$@"
   case "$1" in is-active | is-enabled) return 3 ;; esac
@@ -54,9 +66,10 @@ install() {  # install -d [-o U -g G -m M] DIR..., or install [-o U -g G -m M] S
   done
   if [ "$dirs" = 1 ]; then mkdir -p -- "${paths[@]}"; else cp -- "${paths[0]}" "${paths[1]}"; fi
 }
-getent() {
+getent() {  # one user ($DY_PASSWD) and one group ($DY_GROUP), each a line of its database
   case "$1" in
     passwd) [ -n "${DY_PASSWD:-}" ] && [ "${DY_PASSWD%%:*}" = "$2" ] && echo "$DY_PASSWD" ;;
+    group) [ -n "${DY_GROUP:-}" ] && [ "${DY_GROUP%%:*}" = "$2" ] && echo "$DY_GROUP" ;;
     *) return 2 ;;
   esac
 }
@@ -78,6 +91,7 @@ iptables() {
           [[ $line == "-A $chain "* ]] && printf '%s\n' "$line"
         done <"$file"; return 0 ;;
     -C) grep -qxF -- "$rule" "$file" ;;
+    -P) dy_log iptables -P "$chain" "$@" ;;
     -A) printf '%s\n' "$rule" >>"$file" ;;
     -I) { printf '%s\n' "$rule"; cat "$file"; } >"$file.new"; mv "$file.new" "$file" ;;
     -D) : >"$file.new"
@@ -89,6 +103,28 @@ iptables() {
   esac
 }
 """
+
+
+# Cutting a script short: every recorded command (the stand-ins above, and rm) counts, and
+# the one numbered $DY_CUT_AT never runs: the script's whole process group dies first.
+CUT = r"""
+dy_log() {
+  local n
+  n=$(($(cat "$DY_CUT_COUNT") + 1))
+  echo "$n" >"$DY_CUT_COUNT"
+  if [ "$n" = "$DY_CUT_AT" ]; then kill -KILL -- "-$$"; fi
+  printf '%s\n' "$*" >>"$DY_CALLS"
+}
+rm() { dy_log rm "$@"; command rm "$@"; }
+mv() { dy_log mv "$@"; command mv "$@"; }
+mktemp() {  # recorded after it ran: the cut lands between it and what follows
+  local made
+  made=$(command mktemp "$@")
+  dy_log mktemp "$@"
+  echo "$made"
+}
+"""
+KILLED = -9
 
 
 @dataclass(frozen=True)
@@ -113,8 +149,8 @@ class Host:
                 **PROPS,
                 "prefix": PREFIX,
                 "root": str(root or self.base / "dy"),
-                "dockerDir": str(self.work / "docker"),
-                "sysboxDir": str(self.work / "sysbox"),
+                "dockerDir": str(self.base / BINARIES / "docker"),
+                "sysboxDir": str(self.base / BINARIES / "sysbox"),
                 "members": [],
                 "owner": owner,
             }
@@ -123,14 +159,17 @@ class Host:
     def seed_rules(self, table: str, *lines: str) -> None:
         (self.work / "ipt" / table).write_text("".join(f"{line}\n" for line in lines))
 
-    def run(self, script: str, *args: str, **env: str) -> Ran:
+    def run(self, script: str, *args: str, cut_at: int = 0, **env: str) -> Ran:
+        """Run `script`; with `cut_at`, killed (with everything it started) right before its
+        `cut_at`-th recorded command, as a lost connection or a killed run cuts it."""
         calls = self.work / "calls"
         calls.write_text("")
+        (self.work / "cut-count").write_text("0")
         # A lock of its own: never wait for (or hold) this machine's real host lock.
         script = script.replace(common.HOST_LOCK, str(self.work / "dockyard.lock"))
         assert common.HOST_LOCK not in script
         proc = subprocess.run(
-            ["bash", "-c", STUBS + script, "dockyard-script", *args],
+            ["bash", "-c", STUBS + (CUT if cut_at else "") + script, "dockyard-script", *args],
             capture_output=True,
             text=True,
             env={
@@ -138,9 +177,12 @@ class Host:
                 "DY_CALLS": str(calls),
                 "DY_IPT": str(self.work / "ipt"),
                 "DY_UNIT_DIR": str(self.units),  # where the guards look for other instances
+                "DY_CUT_AT": str(cut_at),
+                "DY_CUT_COUNT": str(self.work / "cut-count"),
                 **env,
             },
             check=False,
+            start_new_session=bool(cut_at),  # the cut kills the script's process group only
         )
         ipt = self.work / "ipt"
         rules = {f.name: f.read_text().splitlines() for f in ipt.iterdir() if f.is_file()}
@@ -160,13 +202,19 @@ def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Host]:
     (tmp_path / "ipt").mkdir()
     monkeypatch.setattr(render, "SYSTEMD_DIR", str(units))
     monkeypatch.setattr(hostops, "SYSTEMD_DIR", str(units))
-    # What install's preflight wants of the SysboxHost: binaries and the shared service.
-    for binary in ("docker/dockerd", "sysbox/sysbox-runc"):
-        (tmp_path / binary).parent.mkdir()
-        (tmp_path / binary).write_text("#!/bin/sh\nexit 1\n")
-        (tmp_path / binary).chmod(0o755)
     (units / layout.SYSBOX_SERVICE).write_text("[Unit]\n")
     base = Path(tempfile.mkdtemp(prefix="dockyard-test-", dir="/srv"))
+    # What install's preflight wants of the SysboxHost: the shared service and binaries, in
+    # directories only root can change (root runs them). `docker` records its calls.
+    binaries = {
+        "docker/dockerd": "exit 1",
+        "docker/docker": 'echo "docker $*" >>"$DY_CALLS"',
+        "sysbox/sysbox-runc": "exit 1",
+    }
+    for binary, body in binaries.items():
+        (base / BINARIES / binary).parent.mkdir(parents=True, exist_ok=True)
+        (base / BINARIES / binary).write_text(f"#!/bin/sh\n{body}\n")
+        (base / BINARIES / binary).chmod(0o755)
     try:
         yield Host(base, units, tmp_path)
     finally:
@@ -344,6 +392,29 @@ def test_net_up_replaces_rules_of_an_older_configuration(host: Host) -> None:
     assert again.rules == ran.rules
 
 
+@pytest.mark.parametrize(
+    ("forwarding", "changes"),
+    [
+        # A host that did not forward: FORWARD's policy becomes DROP before forwarding starts,
+        # so the host never routes between its other interfaces (Docker does the same).
+        ("0", ["iptables -P FORWARD DROP", "sysctl -q -w net.ipv4.ip_forward=1"]),
+        # A host that forwarded already (its admin routes through it): policy left alone.
+        ("1", []),
+    ],
+)
+def test_net_up_turns_forwarding_on_as_docker_does(
+    host: Host, forwarding: str, changes: list[str]
+) -> None:
+    spec = host.spec()
+    ran = host.run(
+        render.net_script(spec), "up", DY_LINKS=spec.bridge_name, DY_IP_FORWARD=forwarding
+    )
+    assert ran.code == 0, ran.out
+    made = [c for c in ran.calls if c.startswith(("iptables -P", "sysctl -q -w"))]
+    assert made == changes, ran.calls
+    assert ran.rules["filter"] == own_rules(spec)["filter"]
+
+
 # --- the lists of system directories, on the config side and on the host -----------------
 
 # Literal on purpose: a tree dropped from values.py must fail here, not silently shrink a loop.
@@ -391,7 +462,8 @@ def test_a_symlinked_marker_does_not_make_a_directory_ours(host: Host) -> None:
     make_root(root, None)
     (root / render.ROOT_MARKER_FILE).symlink_to(real / render.ROOT_MARKER_FILE)
     code, out = run_guard(
-        f"dy_check_owner {PREFIX} {root} {spec.unit_path} {PREFIX}nouser '{OWNER}' 0",
+        f"dy_check_owner {PREFIX} {root} {spec.unit_path} {PREFIX}nouser '{OWNER}' 0"
+        f" {PREFIX}nogroup",
         host.units,
     )
     assert code == 3 and "not a Dockyard instance root" in out, out
@@ -472,9 +544,9 @@ def _tree(*tops: Path) -> dict[str, str]:
     return found
 
 
-def _refused(host: Host, spec: render.InstanceSpec, words: str) -> None:
+def _refused(host: Host, spec: render.InstanceSpec, words: str, **env: str) -> None:
     before = _tree(host.base, host.units)
-    ran = host.run(hostops._install_script(spec))
+    ran = host.run(hostops._install_script(spec), **env)
     assert ran.code == 3 and words in ran.out, ran.out
     assert ran.calls == []  # no user, group, directory, unit or rule touched
     assert _tree(host.base, host.units) == before
@@ -527,7 +599,8 @@ def test_install_refuses_a_root_that_is_a_symbolic_link(host: Host) -> None:
     # The owner check refuses it on its own too (install runs the path check first).
     spec = host.spec()
     code, out = run_guard(
-        f"dy_check_owner {PREFIX} {spec.root} {spec.unit_path} {PREFIX}nouser '{OWNER}' 0",
+        f"dy_check_owner {PREFIX} {spec.root} {spec.unit_path} {PREFIX}nouser '{OWNER}' 0"
+        f" {PREFIX}nogroup",
         host.units,
     )
     assert code == 3 and "exists and is not a directory" in out, out
@@ -541,6 +614,306 @@ def test_install_refuses_another_owners_unit_of_the_same_name(host: Host) -> Non
 
 def test_install_refuses_to_run_without_an_owner(host: Host) -> None:
     _refused(host, host.spec(owner=""), "no owner given")
+
+
+# --- install: the temporary directory a new root is built in --------------------------------
+
+# Literal on purpose (values.ROOT_STAGING_MARK): what install.sh.j2 names its temporary root.
+STAGING = ".dockyard-new"
+
+
+def test_install_keeps_a_sibling_root_that_looks_like_its_leftover(host: Host) -> None:
+    """Another stack's instance rooted at <root>.dockyard-new.prod (made before such roots
+    were refused) matches the leftover glob of <root>: it keeps its data."""
+    sibling = host.base / f"dy{STAGING}.prod"
+    make_root(sibling, OTHER)
+    unit(host.units, NEIGHBOUR, str(sibling), OTHER)
+    ran = host.run(hostops._install_script(host.spec()))
+    assert ran.code == 0, ran.out
+    assert (sibling / "lib" / "data").read_text() == "precious\n"
+    assert (sibling / render.ROOT_MARKER_FILE).read_text() == f"owner={OTHER}\nprefix={PREFIX}\n"
+
+
+def test_install_removes_only_its_own_leftovers(host: Host) -> None:
+    """A run cut short leaves <root>.dockyard-new.XXXXXX with this owner's marker: the next
+    run removes it; an unmarked directory and a symlink to our own leftover stay."""
+    ours = host.base / f"dy{STAGING}.Ab12Cd"
+    make_root(ours, OWNER)
+    unmarked = host.base / f"dy{STAGING}.Zz99Yy"
+    make_root(unmarked, None)
+    target = host.base / "target"
+    make_root(target, OWNER)
+    link = host.base / f"dy{STAGING}.link"
+    link.symlink_to(target)
+    ran = host.run(hostops._install_script(host.spec()))
+    assert ran.code == 0, ran.out
+    assert not os.path.lexists(ours)
+    assert (unmarked / "lib" / "data").read_text() == "precious\n"
+    assert link.is_symlink() and (target / "lib" / "data").read_text() == "precious\n"
+
+
+@pytest.mark.parametrize("name", [f"a{STAGING}.prod", f"a{STAGING}"])
+def test_install_refuses_a_root_named_like_a_leftover(host: Host, name: str) -> None:
+    _refused(host, host.spec(host.base / name), f"contains '{STAGING}'")
+
+
+# --- the instance's group: its own only when it made it -------------------------------------
+
+GID = "4242"
+
+
+def _group_line(spec: render.InstanceSpec, gid: str = GID) -> str:
+    return f"{spec.group}:x:{gid}:"
+
+
+def _user_line(spec: render.InstanceSpec, gid: str = GID) -> str:
+    return f"{spec.user}:x:990:{gid}:{spec.user_comment}:{spec.root}:/usr/sbin/nologin"
+
+
+def _record(spec: render.InstanceSpec) -> Path:
+    return Path(spec.root) / render.GROUP_RECORD_FILE
+
+
+def test_install_refuses_a_group_that_existed_before(host: Host) -> None:
+    spec = host.spec()
+    _refused(
+        host,
+        spec,
+        f"group {spec.group} already exists and is not this instance's",
+        DY_GROUP=_group_line(spec),
+    )
+
+
+def test_install_records_the_group_it_makes_and_keeps_it_from_then_on(host: Host) -> None:
+    spec = host.spec()
+    first = host.run(hostops._install_script(spec))
+    assert first.code == 0, first.out
+    assert f"groupadd --system {spec.group}" in first.calls
+    assert _record(spec).read_text() == "gid=990\n"
+    # The next run finds the group the first one made (groupadd's gid 990): its own.
+    again = host.run(hostops._install_script(spec), DY_GROUP=_group_line(spec, "990"))
+    assert again.code == 0, again.out
+    assert not [c for c in again.calls if c.startswith("groupadd")]
+
+
+@pytest.mark.parametrize(
+    ("record", "user", "accepted"),
+    [
+        (f"gid={GID}\n", "", True),  # recorded by an earlier run
+        ("", "", True),  # a run cut between its record and groupadd's end
+        ("gid=990\n", "", False),  # ours was deleted; this one is someone else's
+        (None, "ours", True),  # an earlier Dockyard's: the primary group of our user
+        (None, "ours, other primary group", False),
+        (None, "", False),
+    ],
+)
+def test_install_takes_an_existing_group_only_by_its_record_or_its_user(
+    host: Host, record: str | None, user: str, accepted: bool
+) -> None:
+    spec = host.spec()
+    make_root(Path(spec.root), OWNER)
+    if record is not None:
+        _record(spec).write_text(record)
+    env = {"DY_GROUP": _group_line(spec)}
+    if user:
+        env["DY_PASSWD"] = _user_line(spec, GID if user == "ours" else "100")
+    if not accepted:
+        _refused(host, spec, f"group {spec.group} already exists and is not this instance's", **env)
+        return
+    ran = host.run(hostops._install_script(spec), **env)
+    assert ran.code == 0, ran.out
+    assert _record(spec).read_text() == f"gid={GID}\n"
+
+
+@pytest.mark.parametrize(
+    ("record", "user", "deleted"),
+    [
+        (f"gid={GID}\n", "", True),
+        (None, "ours", True),  # an earlier Dockyard's: the primary group of our user
+        (None, "", False),  # existed before the instance (or is someone else's)
+        ("gid=990\n", "", False),
+    ],
+)
+def test_remove_deletes_the_group_only_when_the_instance_made_it(
+    host: Host, record: str | None, user: str, deleted: bool
+) -> None:
+    spec = host.spec()
+    make_root(Path(spec.root), OWNER)
+    unit(host.units, PREFIX, spec.root, OWNER)
+    if record is not None:
+        _record(spec).write_text(record)
+    env = {"DY_GROUP": _group_line(spec)}
+    if user:
+        env["DY_PASSWD"] = _user_line(spec)
+    ran = host.run(hostops._remove_script(spec, []), **env)
+    assert ran.code == 0, ran.out
+    assert (f"groupdel {spec.group}" in ran.calls) is deleted, ran.calls
+    kept = f"group {spec.group} left in place: Dockyard did not make it for this instance"
+    assert (kept in ran.out) is not deleted, ran.out
+    assert not os.path.lexists(spec.root)
+
+
+# --- partial failures: scripts cut short anywhere --------------------------------------------
+
+
+def _own_instance(host: Host, spec: render.InstanceSpec) -> dict[str, str]:
+    """This owner's complete instance on the scratch host; the passwd and group lines."""
+    if os.path.lexists(spec.root):
+        shutil.rmtree(spec.root)
+    make_root(Path(spec.root), OWNER)
+    _record(spec).write_text(f"gid={GID}\n")
+    unit(host.units, PREFIX, spec.root, OWNER)
+    return {"DY_PASSWD": _user_line(spec), "DY_GROUP": _group_line(spec)}
+
+
+def test_a_delete_cut_anywhere_leaves_the_root_claimed_and_the_next_one_finishes(
+    host: Host,
+) -> None:
+    """Cut before each of its commands in turn: the unit file (the claim other instances'
+    checks read) outlives the root, another owner's root inside it stays refused while it
+    exists, and the next delete removes the rest."""
+    spec = host.spec()
+    inner = render.InstanceSpec.from_props(
+        {**PROPS, "prefix": NEIGHBOUR, "root": f"{spec.root}/inner", "owner": OTHER,
+         "members": [], "dockerDir": spec.docker_dir, "sysboxDir": spec.sysbox_dir}
+    )  # fmt: skip
+    for cut in itertools.count(1):
+        env = _own_instance(host, spec)
+        ran = host.run(hostops._remove_script(spec, []), cut_at=cut, **env)
+        if ran.code == 0:  # past the last command: nothing was cut
+            break
+        assert ran.code == KILLED, ran.out
+        if os.path.lexists(spec.root):
+            assert os.path.exists(spec.unit_path), f"cut {cut}: root without its claim"
+            nested = host.run(hostops._install_script(inner))
+            assert nested.code == 3 and "lies inside" in nested.out, (cut, nested.out)
+            assert not os.path.lexists(inner.root)
+        again = host.run(hostops._remove_script(spec, []), **env)
+        assert again.code == 0, (cut, again.out)
+        assert not os.path.lexists(spec.root) and not os.path.lexists(spec.unit_path), cut
+    assert cut > 5, "the remove script recorded too few commands to cut"
+
+
+def test_the_nesting_check_sees_a_root_whose_unit_is_gone(host: Host) -> None:
+    """An install or delete cut short can leave a marked root without a unit."""
+    outer = host.base / "outer"
+    make_root(outer, OTHER)
+    _refused(host, host.spec(outer / "dy"), f"lies inside {outer}, the root of a Dockyard")
+
+
+def test_removing_what_a_create_cut_anywhere_made_leaves_nothing(host: Host) -> None:
+    """A failed create runs remove (hostops.create): from any point the install was cut at,
+    it takes away the root, temporary roots, unit, user and group the install made."""
+    spec = host.spec()
+    for cut in itertools.count(1):
+        ran = host.run(hostops._install_script(spec), cut_at=cut)
+        if ran.code == 0:
+            break
+        assert ran.code == KILLED, ran.out
+        made = " ".join(ran.calls)
+        env = {}
+        if "groupadd " in made:  # the group exists (gid 990, the stand-in's)
+            env["DY_GROUP"] = _group_line(spec, "990")
+        if "useradd " in made:
+            env["DY_PASSWD"] = _user_line(spec, "990")
+        removed = host.run(hostops._remove_script(spec, []), **env)
+        assert removed.code == 0, (cut, removed.out)
+        assert "DOCKYARD_KEEP=" not in removed.out, (cut, removed.out)
+        left = [p.name for p in host.base.iterdir() if p.name != BINARIES]
+        assert left == [], (cut, left, ran.calls)
+        assert not os.path.lexists(spec.unit_path), cut
+        assert ("groupdel " in " ".join(removed.calls)) == ("DY_GROUP" in env), cut
+        assert ("userdel " in " ".join(removed.calls)) == ("DY_PASSWD" in env), cut
+    assert cut > 10, "the install script recorded too few commands to cut"
+
+
+# --- binaries root runs: dockerDir and sysboxDir ---------------------------------------------
+
+
+def _untrust(host: Host, how: str) -> str:
+    """Make the docker directory (or a path on its way) changeable by someone but root, the
+    way `how` names; returns the input key the refusal must name."""
+    docker = host.base / BINARIES / "docker"
+    if how == "dir writable by others":
+        docker.chmod(0o757)
+    elif how == "binary writable by a group":
+        os.chown(docker / "dockerd", 0, 65534)
+        (docker / "dockerd").chmod(0o775)
+    elif how == "parent owned by a user":
+        os.chown(docker.parent, 65534, 65534)
+    elif how == "dir is a symlink":
+        shutil.move(docker, host.base / "real-docker")
+        docker.symlink_to(host.base / "real-docker")
+    elif how == "sysbox dir writable by others":
+        (host.base / BINARIES / "sysbox").chmod(0o777)
+        return "sysboxDir"
+    return "dockerDir"
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "dir writable by others",
+        "binary writable by a group",
+        "parent owned by a user",
+        "dir is a symlink",
+        "sysbox dir writable by others",
+    ],
+)
+def test_install_refuses_binaries_someone_else_can_change(host: Host, how: str) -> None:
+    key = _untrust(host, how)
+    spec = host.spec()
+    path = spec.docker_dir if key == "dockerDir" else spec.sysbox_dir
+    _refused(host, spec, f"{key} {path}: ")
+
+
+def test_binaries_of_root_alone_pass(host: Host) -> None:
+    """The positive control: group root may write (mode 775, gid 0), nobody else."""
+    (host.base / BINARIES / "docker").chmod(0o775)
+    ran = host.run(hostops._install_script(host.spec()))
+    assert ran.code == 0, ran.out
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_stop_runs_the_docker_client_only_from_a_directory_of_root_alone(
+    host: Host, trusted: bool
+) -> None:
+    spec = host.spec()
+    make_root(Path(spec.root), OWNER)
+    unit(host.units, PREFIX, spec.root, OWNER)
+    Path(spec.socket_path).parent.mkdir()
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(spec.socket_path)
+        if not trusted:
+            _untrust(host, "dir writable by others")
+        ran = host.run(hostops._stop_script(spec))
+    assert ran.code == 0, ran.out
+    client = [c for c in ran.calls if c.startswith("docker ")]
+    assert client == ([f"docker -H {spec.docker_host} ps -q"] if trusted else []), ran.calls
+    assert f"systemctl stop {spec.service_name}" in ran.calls
+
+
+def test_read_reports_binaries_someone_else_can_change_and_does_not_run_them(
+    host: Host,
+) -> None:
+    spec = host.spec()
+    make_root(Path(spec.root), OWNER)
+    Path(spec.socket_path).parent.mkdir()
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(spec.socket_path)
+        trusted = host.run(hostops._inspect_script(spec))
+        _untrust(host, "dir writable by others")
+        untrusted = host.run(hostops._inspect_script(spec))
+    assert trusted.code == 0 and untrusted.code == 0, (trusted.out, untrusted.out)
+    assert [c for c in trusted.calls if c.startswith("docker ")] != []  # positive control
+    assert hostops.parse_state(trusted.out).untrusted_binaries == ""
+    assert [c for c in untrusted.calls if c.startswith("docker ")] == []
+    state = hostops.parse_state(untrusted.out)
+    problems = [p for p in state.problems(spec) if p.startswith("binaries root must not run")]
+    assert problems == [
+        f"binaries root must not run: {spec.docker_dir}: {spec.docker_dir} belongs to uid 0,"
+        " gid 0 with mode 757"
+    ]
 
 
 # --- isolation is the default of the rule set ----------------------------------------------

@@ -295,6 +295,9 @@ def test_prefix_rejected(prefix: str) -> None:
         ("/var/run/dy1", "is inside /var/run"),
         ("/var/log/dy1", "is inside /var/log"),
         ("/usr/local/lib/dockyard", "is inside /usr"),
+        # Named like the temporary directory an install of /srv/a builds its root in.
+        ("/srv/a.dockyard-new.prod", "contains '.dockyard-new'"),
+        ("/srv/a.dockyard-new.x1/dy", "use a path without it such as '/srv/a-new.x1/dy'"),
     ],
 )
 def test_root_rejected(root: str, fragment: str) -> None:

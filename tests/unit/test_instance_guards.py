@@ -121,7 +121,7 @@ def test_siblings_and_own_unit_do_not_count_as_nesting(units: Path) -> None:
 def _check_owner(root: Path, units: Path, user: str = "dyguard_nobody", adopt: int = 0) -> str:
     return (
         f"dy_check_owner dy1_ {shlex.quote(str(root))} {units}/dy1_docker.service {user}"
-        f" {shlex.quote(OWNER)} {adopt}"
+        f" {shlex.quote(OWNER)} {adopt} dyguard_nogroup"
     )
 
 

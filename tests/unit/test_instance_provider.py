@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from dockyard_resources.hostops import instance as hostops
 from dockyard_resources.providers import instance as provider_module
 from dockyard_resources.providers.instance import UNKNOWN, DockyardInstanceProvider, outputs
+from dockyard_resources.transport import CommandFailed
 
 INPUTS: dict[str, Any] = {
     "connection": {
@@ -58,6 +61,7 @@ def test_check_accepts_valid_inputs_and_turns_float_pool_size_into_int(
         ({"owner": None}, "owner", "is required"),
         ({"root": "/usr"}, "root", "system directory"),
         ({"root": "dy1"}, "root", "not absolute"),
+        ({"root": "/srv/a.dockyard-new.prod"}, "root", "contains '.dockyard-new'"),
         ({"bridgeCidr": "172.22.147.0/24"}, "bridgeCidr", "not a usable gateway"),
         ({"fixedCidr": "172.23.0.0/24"}, "fixedCidr", "inside bridgeCidr"),
         ({"poolBase": "172.22.0.0/16"}, "poolBase", "overlaps bridgeCidr"),
@@ -68,6 +72,13 @@ def test_check_accepts_valid_inputs_and_turns_float_pool_size_into_int(
         ({"dockerDir": "docker"}, "dockerDir", "absolute"),
         ({"dockerDir": "/usr/local/lib/$(reboot)"}, "dockerDir", "plain directory path"),
         ({"sysboxDir": "/usr/local/../../etc"}, "sysboxDir", "not normalised"),
+        # Root runs these binaries: Dockyard's own tree only, each kind in its own place.
+        ({"dockerDir": "/tmp/evil"}, "dockerDir", "only /usr/local/lib/dockyard/docker-<v"),
+        ({"sysboxDir": "/home/alice/sb"}, "sysboxDir", "pass the SysboxHost's sysboxDir"),
+        ({"dockerDir": "/usr/local/lib/dockyard/sysbox-0.6.7"}, "dockerDir", "not a docker"),
+        ({"sysboxDir": "/usr/local/lib/dockyard/docker-29.2.1"}, "sysboxDir", "not a sysbox"),
+        ({"dockerDir": "/usr/local/lib/dockyard/docker-"}, "dockerDir", "not a docker"),
+        ({"dockerDir": "/usr/local/lib/dockyard/x/docker-1"}, "dockerDir", "not a docker"),
         ({"connection": {}}, "connection.host", "is required"),
         ({"connection": {"host": "a b"}}, "connection.host", "neither an IP address"),
         ({"connection": {"host": "h", "user": "x;id"}}, "connection.user", "user name"),
@@ -257,3 +268,123 @@ def test_the_opt_in_alone_is_no_change() -> None:
 def test_the_opt_in_must_be_a_boolean() -> None:
     failures = DockyardInstanceProvider().check({}, with_(**{"allowDataLoss": "yes"}))
     assert [f.property for f in failures.failures] == ["allowDataLoss"]
+
+
+# --- a create that fails leaves nothing behind that loops ------------------------------------
+
+
+class FakeHost:
+    """Answers each script by its step name (what `hostops.instance` runs); `fail` names the
+    step that exits non-zero, with `code` and `stderr`; `existed` is what the look-up before
+    a create finds."""
+
+    def __init__(
+        self, fail: str = "", code: int = 1, stderr: str = "it broke", existed: bool = False
+    ) -> None:
+        self.fail, self.code, self.stderr, self.existed = fail, code, stderr, existed
+        self.steps: list[str] = []
+
+    def run(self, script: str, *, step: str, **_kw: Any) -> Any:
+        self.steps.append(step)
+        if step.startswith(self.fail) and self.fail:
+            raise CommandFailed(step, self.code, self.stderr, "")
+        out = {"look for": "1" if self.existed else "0", "list addresses": "[]"}
+        stdout = next((v for k, v in out.items() if step.startswith(k)), "DOCKYARD_CHANGED=1")
+        return SimpleNamespace(stdout=stdout, exit_code=0)
+
+
+def _create(
+    provider: DockyardInstanceProvider, monkeypatch: pytest.MonkeyPatch, fake: FakeHost
+) -> Exception | None:
+    monkeypatch.setattr(provider_module, "_run", lambda _props: fake)
+    try:
+        provider.create(with_())
+    except Exception as failure:
+        return failure
+    return None
+
+
+CLEANUP = ["stop dy1_docker.service", "list addresses", "remove instance dy1_"]
+
+
+@pytest.mark.parametrize("failing", ["restart dy1_docker.service", "install instance dy1_"])
+def test_a_failed_create_removes_what_it_made(
+    provider: DockyardInstanceProvider, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    """The unit failed to start (or the install broke halfway): the create is not in the
+    state, so it removes the unit, root, user and group itself, then fails."""
+    fake = FakeHost(fail=failing)
+    failure = _create(provider, monkeypatch, fake)
+    assert isinstance(failure, CommandFailed) and failure.step == failing
+    assert fake.steps[fake.steps.index(failing) + 1 :] == CLEANUP
+
+
+def test_a_failed_create_over_an_instance_that_was_there_only_stops_it(
+    provider: DockyardInstanceProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """This owner's instance was on the host before (e.g. a create cut short): its data stays,
+    the unit is stopped and disabled instead of restarting forever."""
+    fake = FakeHost(fail="restart dy1_docker.service", existed=True)
+    failure = _create(provider, monkeypatch, fake)
+    assert isinstance(failure, CommandFailed)
+    assert fake.steps[-2:] == ["restart dy1_docker.service", "stop dy1_docker.service"]
+
+
+HOST_LOCK_TIMEOUT = "another Dockyard operation held /run/dockyard.lock for 900s"
+
+
+@pytest.mark.parametrize(
+    ("code", "stderr"), [(3, "group dy1_docker already exists"), (75, HOST_LOCK_TIMEOUT)]
+)
+def test_a_create_refused_before_any_change_cleans_nothing(
+    provider: DockyardInstanceProvider, monkeypatch: pytest.MonkeyPatch, code: int, stderr: str
+) -> None:
+    """Refused (another owner's instance, a foreign group, ...) or no host lock: what is on the
+    host is not this create's to remove."""
+    fake = FakeHost(fail="install instance dy1_", code=code, stderr=stderr)
+    failure = _create(provider, monkeypatch, fake)
+    assert isinstance(failure, CommandFailed) and failure.exit_code == code
+    assert fake.steps[-1] == "install instance dy1_"
+
+
+def test_a_create_cut_waiting_for_its_roots_lock_cleans_up(
+    provider: DockyardInstanceProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same exit code, but for the lock of the root: the claims were made by then."""
+    stderr = "another Dockyard operation held /dy1 for 900s"
+    fake = FakeHost(fail="install instance dy1_", code=75, stderr=stderr)
+    failure = _create(provider, monkeypatch, fake)
+    assert isinstance(failure, CommandFailed)
+    assert fake.steps[fake.steps.index("install instance dy1_") + 1 :] == CLEANUP
+
+
+def test_a_failed_cleanup_says_so_and_what_to_do(
+    provider: DockyardInstanceProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Unreachable(FakeHost):
+        def run(self, script: str, *, step: str, **kw: Any) -> Any:
+            if step.startswith("restart") or step in CLEANUP:
+                self.steps.append(step)
+                raise CommandFailed(step, 255, "connection lost", "")
+            return super().run(script, step=step, **kw)
+
+    fake = Unreachable()
+    failure = _create(provider, monkeypatch, fake)
+    assert isinstance(failure, hostops.InstanceError), failure
+    assert "failed (step 'restart dy1_docker.service' failed" in str(failure)
+    assert "and so did undoing it (step 'stop dy1_docker.service'" in str(failure)
+    assert "the next `pulumi up` converges" in str(failure)
+    assert isinstance(failure.__cause__, CommandFailed)
+
+
+def test_a_successful_create_looks_first_and_cleans_nothing(
+    provider: DockyardInstanceProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeHost()
+    assert _create(provider, monkeypatch, fake) is None
+    assert fake.steps == [
+        "look for dy1_ on the host",
+        "probe networks for dy1_",
+        "install instance dy1_",
+        "restart dy1_docker.service",
+    ]

@@ -128,12 +128,15 @@ def test_docker_wrapper_talks_to_this_instance(spec: render.InstanceSpec) -> Non
 def test_rules_are_tagged_and_scoped(spec: render.InstanceSpec) -> None:
     rules = spec.rules()
     assert {(r.table, r.chain) for r in rules} == {("filter", "FORWARD"), ("nat", "POSTROUTING")}
+    link_local_drop = ("-i", "br-+", "-d", iptables.LINK_LOCAL, "-j", "DROP")
     for rule in rules:
         args = rule.args(spec.tag)
         assert args[args.index("--comment") + 1] == "dockyard:dy1_"
+        assert "DOCKER" not in " ".join(args)
+        if rule.spec == link_local_drop:
+            continue  # the one rule broader than the instance: it only ever drops
         # Every rule names this instance's bridge or pool, nothing broader.
         assert "dy1_docker0" in args or "172.28.0.0/16" in args or "172.22.147.0/25" in args
-        assert "DOCKER" not in " ".join(args)
         # A user-defined network's bridge is only ever matched together with the pool.
         for flag in ("-i", "-o"):
             if flag in args and args[args.index(flag) + 1] == "br-+":
@@ -153,8 +156,8 @@ TO_BRIDGE = "-o dy1_docker0"
 TO_POOL = f"-o br-+ -d {POOL}"
 REPLIES = "-m conntrack --ctstate RELATED,ESTABLISHED"
 GUARDS_BEFORE_DROPS = [
-    f"filter FORWARD I {FROM_BRIDGE} -d 169.254.169.254/32 -j DROP",
-    f"filter FORWARD I {FROM_POOL} -d 169.254.169.254/32 -j DROP",
+    f"filter FORWARD I {FROM_BRIDGE} -d 169.254.0.0/16 -j DROP",
+    "filter FORWARD I -i br-+ -d 169.254.0.0/16 -j DROP",
     f"filter FORWARD I {TO_BRIDGE} {REPLIES} -j ACCEPT",
     f"filter FORWARD I {TO_POOL} {REPLIES} -j ACCEPT",
     f"filter FORWARD I {FROM_BRIDGE} {TO_BRIDGE} -j ACCEPT",
@@ -413,6 +416,7 @@ def _pool(n: int, net: int = 1) -> tuple[str, str]:
 
 OUTSIDE = ("eth0", "203.0.113.7")
 METADATA = ("eth0", "169.254.169.254")
+ECS_CREDENTIALS = ("eth0", "169.254.170.2")  # another link-local service
 
 
 def _to(src: tuple[str, str], dst: tuple[str, str], state: str = "NEW") -> Packet:
@@ -443,8 +447,22 @@ EXPECTED: list[tuple[Packet, str | None]] = [
     *[(_to(_pool(n), OUTSIDE), "ACCEPT") for n in (1, 2, 3)],
     *[(_to(OUTSIDE, _bridge(n), "ESTABLISHED"), "ACCEPT") for n in (1, 2, 3)],
     *[(_to(OUTSIDE, _pool(n), "RELATED"), "ACCEPT") for n in (1, 2, 3)],
-    # Cloud metadata: never, also not from the relaxed instance.
-    *[(_to(src, METADATA), "DROP") for n in (1, 2, 3) for src in (_bridge(n), _pool(n))],
+    # Cloud metadata, or any link-local address: never, also not from the relaxed instance,
+    # whatever source address a container forges (its instance's fixed address on a
+    # user-defined network, another instance's, or none of the host's).
+    *[
+        (_to(src, dst), "DROP")
+        for n in (1, 2, 3)
+        for src in (_bridge(n), _pool(n))
+        for dst in (METADATA, ECS_CREDENTIALS)
+    ],
+    *[
+        (_to((_pool(n)[0], spoofed), dst), "DROP")
+        for n in (1, 2, 3)
+        for spoofed in (_bridge(n)[1], _bridge(n % 3 + 1)[1], "198.51.100.9")
+        for dst in (METADATA, ECS_CREDENTIALS)
+    ],
+    (_to(("dy1_docker0", "198.51.100.9"), METADATA), "DROP"),
     # The relaxed instance takes new connections from the others (their own egress rules
     # accept them) and answers them.
     *[(_to(src, _bridge(3)), "ACCEPT") for src in (_bridge(1), _pool(2))],
@@ -501,12 +519,17 @@ def test_removing_an_instance_leaves_the_others_working() -> None:
 
 @pytest.mark.parametrize("index", range(len(GUARDS_BEFORE_DROPS + ISOLATION_DROPS) + 2))
 def test_every_filter_rule_is_needed(index: int) -> None:
-    """Without any single filter rule of A, some expected verdict changes."""
+    """Without any single filter rule of A, some expected verdict changes. (B lacks it too
+    where B has the same rule: the link-local DROP on `br-+` is every instance's.)"""
     a, b = _instance(1), _instance(2)
     filter_rules = [r for r in a.rules() if r.table == "filter"]
     weakened = [r for r in a.rules() if r != filter_rules[index]]
+    b_rules = [r for r in b.rules() if r.spec != filter_rules[index].spec]
     forward = FakeForward("DROP")
-    for line in iptables.add_commands(weakened, a.tag).strip().splitlines() + _lines(b):
+    for line in [
+        *iptables.add_commands(weakened, a.tag).strip().splitlines(),
+        *iptables.add_commands(b_rules, b.tag).strip().splitlines(),
+    ]:
         forward.run(line)
     c = _instance(3)  # not installed here: leave out the packets about it
     about_c = [c.bridge_cidr.network, c.pool_base]
