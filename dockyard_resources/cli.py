@@ -15,14 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from dockyard_resources import ci, deploy, workdir
-from dockyard_resources.config import (
-    ConfigError,
-    HostSpec,
-    StackFileError,
-    load_stack_file,
-    project_dir_of,
-    validate_stack_config,
-)
+from dockyard_resources.config import ConfigError, HostSpec, StackFileError, check_stack_file
 from dockyard_resources.config.spec import ResolvedInstance
 from dockyard_resources.operate import commands as operate
 
@@ -104,8 +97,7 @@ def render_report(hosts: Sequence[HostSpec]) -> list[str]:
 
 def validate_command(path: str, out: TextIO, err: TextIO) -> int:
     try:
-        config = load_stack_file(path)
-        hosts = validate_stack_config(config, base_dir=project_dir_of(path))
+        checked = check_stack_file(path)
     except StackFileError as exc:
         print(f"error: {exc}", file=err)
         return EXIT_UNREADABLE
@@ -115,6 +107,9 @@ def validate_command(path: str, out: TextIO, err: TextIO) -> int:
         for line in exc.errors:
             print(f"  {line}", file=err)
         return EXIT_INVALID
+    for line in checked.warnings:
+        print(f"warning: {line}", file=err)
+    hosts = checked.hosts
     n_instances = sum(len(h.instances) for h in hosts)
     print(f"{path}: valid, {len(hosts)} host(s), {n_instances} instance(s)", file=out)
     print("", file=out)
