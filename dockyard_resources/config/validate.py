@@ -113,6 +113,10 @@ _TEMPLATES = {
 }
 
 
+# Strict types refuse text where a number or a boolean belongs: say how to write it.
+_QUOTED_TYPES: dict[str, type[int] | type[bool]] = {"int_type": int, "bool_type": bool}
+
+
 def _unknown_key(root: type[BaseModel], loc: Sequence[int | str]) -> str:
     model = _model_at(root, loc[:-1])
     allowed = [f.alias or name for name, f in model.model_fields.items()] if model else []
@@ -131,6 +135,10 @@ def _message(error: ErrorDetails, root: type[BaseModel]) -> str:
         return f"missing; {_MISSING_HINTS.get(str(error['loc'][-1]), 'add it')}"
     if kind == "extra_forbidden":
         return _unknown_key(root, error["loc"])
+    if kind in _QUOTED_TYPES:
+        hint = values.quoting_hint(error.get("input"), _QUOTED_TYPES[kind])
+        if hint is not None:
+            return hint
     # Pydantic's own wording ("Input should be ...") is kept only for error types without a
     # template, and then in Dockyard's voice.
     default = str(error["msg"]).replace("Input should be", "must be", 1) + " (got {value!r})"
