@@ -22,6 +22,7 @@ from pydantic.alias_generators import to_camel
 from dockyard_resources.config import values
 
 PROVISION_KINDS: Final = ("existing", "qemu", "hcloud", "aws")
+DEFAULT_SSH_PORT: Final = 22
 # A local QEMU VM: defaults and bounds of its size, one place for the stack file, the
 # `LocalVm` resource and the runner.
 QEMU_DEFAULTS: Final = {"memoryMb": 4096, "cpus": 2, "diskGb": 20}
@@ -85,7 +86,7 @@ class ExistingProvision(_Model):
 
     @property
     def ssh_port(self) -> int:
-        return self.port if self.port is not None else 22
+        return self.port if self.port is not None else DEFAULT_SSH_PORT
 
     def connection_props(self) -> dict[str, Any]:
         """The non-secret part of the `connection` input of host resources."""

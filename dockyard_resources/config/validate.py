@@ -21,6 +21,7 @@ from dockyard_resources.config import values
 from dockyard_resources.config.artifacts import resolve_artifact
 from dockyard_resources.config.errors import ConfigError
 from dockyard_resources.config.models import (
+    DEFAULT_SSH_PORT,
     PROVISION_KINDS,
     ArtifactConfig,
     ArtifactsMode,
@@ -180,6 +181,47 @@ def _duplicate_names(raw_hosts: list[Any]) -> list[str]:
     return errors
 
 
+def _endpoint(provision: Any) -> tuple[str, int | None] | None:
+    """Address and port an `existing` host is reached at (port None: ~/.ssh/config's), or
+    None when the host is no existing machine or these keys are broken (reported elsewhere).
+    """
+    if not isinstance(provision, dict) or provision.get("kind") != "existing":
+        return None
+    try:
+        address = values.address(provision.get("address")).lower().removesuffix(".")
+    except ValueError:
+        return None
+    port = provision.get("port")
+    if port is None:
+        return address, (None if provision.get("sshConfig") is True else DEFAULT_SSH_PORT)
+    if isinstance(port, bool) or not isinstance(port, int):
+        return None
+    return address, port
+
+
+def _duplicate_endpoints(raw_hosts: list[Any]) -> list[str]:
+    """Two hosts at one address and port are one machine: their Docker, sysbox and
+    instances would overwrite each other, and only the machine would notice, mid-deploy."""
+    errors = []
+    first_seen: dict[tuple[str, int | None], int] = {}
+    for i, raw in enumerate(raw_hosts):
+        endpoint = _endpoint(raw.get("provision") if isinstance(raw, dict) else None)
+        if endpoint is None:
+            continue
+        if endpoint not in first_seen:
+            first_seen[endpoint] = i
+            continue
+        address, port = endpoint
+        where = f"port {port}" if port is not None else "the port ~/.ssh/config gives"
+        errors.append(
+            f"hosts[{i}].provision.address: {address} at {where} is already hosts"
+            f"[{first_seen[endpoint]}]; two hosts of a stack cannot be one machine (their Docker,"
+            " sysbox and instances would overwrite each other): remove one, or correct the"
+            " address or port"
+        )
+    return errors
+
+
 def _identities(raw_instances: list[Any], paths: list[str]) -> list[tuple[str, _Identity]]:
     """Prefix and root of every instance whose prefix and root are valid on their own, also
     when other keys of it are broken: the clash checks then still see it."""
@@ -336,7 +378,7 @@ def validate_hosts(raw_hosts: Any, *, base_dir: Path | None = None) -> list[Host
         )
     if not isinstance(raw_hosts, list):
         raise ConfigError([f"hosts: must be a list of hosts (got {type(raw_hosts).__name__})"])
-    errors = _duplicate_names(raw_hosts)
+    errors = _duplicate_names(raw_hosts) + _duplicate_endpoints(raw_hosts)
     specs: list[HostSpec] = []
     for index, raw in enumerate(raw_hosts):
         spec, host_errors = _validate_host(raw, index, where)
