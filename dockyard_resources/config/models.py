@@ -20,6 +20,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from dockyard_resources.config import values
+from dockyard_resources.config.versions import Arch
 
 PROVISION_KINDS: Final = ("existing", "qemu", "hcloud", "aws")
 DEFAULT_SSH_PORT: Final = 22
@@ -129,6 +130,8 @@ class HcloudProvision(_Model):
     server_type: str = Field(default="cx22", min_length=1)
     location: str = Field(default="fsn1", min_length=1)
     image: str = Field(default="ubuntu-24.04", min_length=1)
+    # The architecture when config/arch.py's rule cannot know the server type (None: the rule).
+    arch: Arch | None = None
     allowed_ssh_cidrs: tuple[SshCidr, ...] = _list_of(("0.0.0.0/0",))
 
     @field_validator("allowed_ssh_cidrs", mode="after")
@@ -146,6 +149,9 @@ class AwsProvision(_Model):
     subnet_id: Annotated[str, BeforeValidator(values.aws_subnet_id)] | None = None
     allowed_ssh_cidrs: tuple[SshCidr, ...] = _list_of(("0.0.0.0/0",))
     disk_gb: int = Field(default=20, ge=8, le=16384)
+    # The architecture when config/arch.py's rule cannot know the instance type (None: the
+    # rule). Only checks the artifacts before the server exists; the AMI follows the type.
+    arch: Arch | None = None
 
     @field_validator("allowed_ssh_cidrs", mode="after")
     @classmethod

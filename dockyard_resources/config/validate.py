@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from dockyard_resources.config import values
+from dockyard_resources.config.arch import provision_arch, unpinned_arch_errors
 from dockyard_resources.config.artifacts import resolve_artifact
 from dockyard_resources.config.errors import ConfigError
 from dockyard_resources.config.models import (
@@ -327,6 +328,9 @@ def _validate_host(raw: Any, index: int, base_dir: Path) -> tuple[HostSpec | Non
     errors.extend(network_errors)
 
     docker, sysbox = _resolve_artifacts(host, raw, path, base_dir, errors)
+    if host is not None and docker is not None and sysbox is not None:
+        # Before a paid server exists, not when it first answers.
+        errors.extend(unpinned_arch_errors(path, host.provision, (docker, sysbox)))
     if host is None or errors or docker is None or sysbox is None:
         return None, errors
 
@@ -360,6 +364,7 @@ def _validate_host(raw: Any, index: int, base_dir: Path) -> tuple[HostSpec | Non
         artifacts=host.artifacts,
         allow_sysbox_restart=host.allow_sysbox_restart,
         instances=tuple(specs),
+        arch=provision_arch(host.provision),
     )
     return spec, []
 

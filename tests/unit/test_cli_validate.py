@@ -61,7 +61,7 @@ def test_valid_file_prints_hosts_instances_and_networks(tmp_path: Path) -> None:
     assert out.startswith(f"{stack}: valid, 2 host(s), 2 instance(s)\n")
     host_line = next(line for line in out.splitlines() if line.startswith("build-1  existing"))
     assert "admin@10.20.30.40:22" in host_line
-    assert "29.2.1 (x86_64)" in host_line
+    assert "29.2.1 (x86_64,aarch64)" in host_line
     assert "0.6.7 (x86_64,aarch64)" in host_line
     assert any(line.startswith("vm ") and "qemu trixie" in line for line in out.splitlines())
     rows = [line.split() for line in out.splitlines() if line.startswith("build-1  dy")]
