@@ -36,6 +36,8 @@ config:
         - {prefix: dy2_, root: /dy2, members: [ci-runner]}
     - name: vm
       provision: {kind: qemu}
+      artifacts: upload
+      allowSysboxRestart: true
 """
 
 BAD = """\
@@ -51,6 +53,15 @@ config:
 """
 
 
+def table_rows(out: str) -> list[list[str]]:
+    """The cells of every row of the rich tables in `out` (header rows included)."""
+    return [
+        [cell.strip() for cell in line.split(line[0])[1:-1]]
+        for line in out.splitlines()
+        if line[:1] in ("│", "┃")
+    ]
+
+
 def test_valid_file_prints_hosts_instances_and_networks(tmp_path: Path) -> None:
     stack = tmp_path / "Pulumi.good.yaml"
     stack.write_text(GOOD)
@@ -59,13 +70,25 @@ def test_valid_file_prints_hosts_instances_and_networks(tmp_path: Path) -> None:
     assert result.stderr == ""
     out = result.stdout
     assert out.startswith(f"{stack}: valid, 2 host(s), 2 instance(s)\n")
-    host_line = next(line for line in out.splitlines() if line.startswith("build-1  existing"))
-    assert "admin@10.20.30.40:22" in host_line
-    assert "29.2.1 (x86_64,aarch64)" in host_line
-    assert "0.6.7 (x86_64,aarch64)" in host_line
-    assert any(line.startswith("vm ") and "qemu trixie" in line for line in out.splitlines())
-    rows = [line.split() for line in out.splitlines() if line.startswith("build-1  dy")]
-    assert rows == [
+    assert "┃ host " in out  # drawn by rich, as `status` draws its table
+    rows = table_rows(out)
+    both = "29.2.1 (x86_64, aarch64)"
+    sysbox = "0.6.7 (x86_64, aarch64)"
+    assert rows[:3] == [
+        ["host", "provision", "arch", "docker", "sysbox", "artifacts", "sysbox restart"],
+        [
+            "build-1",
+            "existing admin@10.20.30.40:22",
+            "at connect",
+            both,
+            sysbox,
+            "download",
+            "refused",
+        ],
+        ["vm", "qemu trixie 2cpu 4096MB 20GB", "x86_64", both, sysbox, "upload", "allowed"],
+    ]
+    assert rows[3:] == [
+        ["host", "prefix", "root", "bridge", "fixed", "pool", "size", "members"],
         [
             "build-1",
             "dy1_",
@@ -88,6 +111,16 @@ def test_valid_file_prints_hosts_instances_and_networks(tmp_path: Path) -> None:
         ],
     ]
     assert "* allocated (omitted in the stack file)" in out
+
+
+def test_a_stack_without_instances_says_so(tmp_path: Path) -> None:
+    stack = tmp_path / "Pulumi.empty.yaml"
+    stack.write_text("config:\n  dockyard:hosts: [{name: vm, provision: {kind: qemu}}]\n")
+    result = run_cli("validate", str(stack))
+    assert result.returncode == 0
+    assert result.stdout.rstrip().endswith("no instances")
+    stack.write_text("config:\n  dockyard:hosts: []\n")
+    assert run_cli("validate", str(stack)).stdout.rstrip().endswith("no hosts")
 
 
 def test_invalid_file_prints_every_error_and_exits_1(tmp_path: Path) -> None:

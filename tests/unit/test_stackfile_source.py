@@ -6,11 +6,12 @@ validation problem is placed at its key (a missing key at the mapping that lacks
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
 
-from dockyard_resources import workdir
+from dockyard_resources import deploy, workdir
 from dockyard_resources.config import ConfigError, StackFileError, check_stack_file
 from dockyard_resources.config.keypath import format_path, parse
 from dockyard_resources.config.yamlsource import parse_yaml
@@ -205,3 +206,14 @@ def test_key_paths_read_back_as_written(text: str) -> None:
     path = parse(text)
     assert path is not None
     assert format_path(path) == text
+
+
+def test_deploy_checks_the_file_as_validate_does(tmp_path: Path) -> None:
+    err = io.StringIO()
+    assert not deploy._validate(write(tmp_path, PLACED), err)
+    assert f"{tmp_path / 'Pulumi.s.yaml'}:7:9: hosts[0].provision.adress: unknown key" in (
+        err.getvalue()
+    )
+    err = io.StringIO()
+    assert not deploy._validate(write(tmp_path, HIDDEN_INSTANCES), err)
+    assert err.getvalue().startswith(f"error: {tmp_path / 'Pulumi.s.yaml'}:8:7: ")
