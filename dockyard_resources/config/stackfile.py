@@ -66,14 +66,31 @@ def project_dir_of(stack_file: str | Path) -> Path:
     return Path.cwd()
 
 
+def _misplaced_key(key: str, bare: str | None) -> list[str]:
+    """A key of another namespace that was most likely meant for dockyard's: a misspelt
+    namespace, or a dockyard key written without one (Pulumi then files it under the
+    project's name, which is dockyard only in this checkout)."""
+    namespace, _, name = key.partition(":")
+    if bare is not None:
+        close = difflib.get_close_matches(bare, KNOWN_KEYS, n=1)
+        if close:
+            # `config.` in front: the message path `hosts` means dockyard:hosts (keypath.py).
+            return [f"{CONFIG}.{key}: no namespace; write it as {NAMESPACE}:{close[0]}"]
+        return []
+    if difflib.get_close_matches(namespace, [NAMESPACE], n=1):
+        return [f"{key}: unknown namespace {namespace!r}; did you mean '{NAMESPACE}:{name}'?"]
+    return []
+
+
 def validate_stack_config(
     config: dict[str, Any], *, base_dir: Path | None = None
 ) -> list[HostSpec]:
     """Validate the `dockyard:` keys of a stack's `config:` mapping; raises `ConfigError`."""
     errors: list[str] = []
     for key, value in config.items():
-        namespace, _, name = str(key).partition(":")
+        namespace, colon, name = str(key).partition(":")
         if namespace != NAMESPACE:
+            errors.extend(_misplaced_key(str(key), namespace if not colon else None))
             continue
         if name not in KNOWN_KEYS:
             close = difflib.get_close_matches(name, KNOWN_KEYS, n=1)

@@ -159,10 +159,27 @@ def _pydantic_errors(exc: ValidationError, prefix: str, root: type[BaseModel]) -
     for error in exc.errors(include_url=False):
         loc = error["loc"]
         path = _format_loc(prefix, loc)
+        typo = _misspelt_kind(error)
+        if typo is not None:
+            # Placed at the misspelt key, where the fix is, not at the mapping lacking `kind`.
+            lines.append(
+                f"{path}.{typo}: unknown key; did you mean 'kind'? (set kind to one of"
+                f" {_KINDS_TEXT})"
+            )
+            continue
         if error["type"] in ("union_tag_not_found", "union_tag_invalid"):
             path += ".kind"
         lines.append(f"{path}: {_message(error, root)}")
     return lines
+
+
+def _misspelt_kind(error: ErrorDetails) -> str | None:
+    """The key that looks like a misspelt `kind` in a mapping that lacks `kind`, if any."""
+    raw = error.get("input")
+    if error["type"] != "union_tag_not_found" or not isinstance(raw, dict):
+        return None
+    close = difflib.get_close_matches("kind", [str(k) for k in raw], n=1)
+    return close[0] if close else None
 
 
 def _duplicate_names(raw_hosts: list[Any]) -> list[str]:

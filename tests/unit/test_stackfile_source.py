@@ -217,3 +217,23 @@ def test_deploy_checks_the_file_as_validate_does(tmp_path: Path) -> None:
     err = io.StringIO()
     assert not deploy._validate(write(tmp_path, HIDDEN_INSTANCES), err)
     assert err.getvalue().startswith(f"error: {tmp_path / 'Pulumi.s.yaml'}:8:7: ")
+
+
+def test_misspelt_kind_and_namespace_are_placed_at_the_typo(tmp_path: Path) -> None:
+    stack = write(
+        tmp_path,
+        "config:\n"
+        "  dockyrad:sshPrivateKey: {secure: v1:x}\n"
+        "  hosts: []\n"
+        "  aws:region: eu-central-1\n"
+        "  dockyard:hosts:\n"
+        "    - name: build-1\n"
+        "      provision: {knid: qemu}\n",
+    )
+    assert problems(stack) == [
+        f"{stack}:2:3: dockyrad:sshPrivateKey: unknown namespace 'dockyrad'; did you mean"
+        " 'dockyard:sshPrivateKey'?",
+        f"{stack}:3:3: config.hosts: no namespace; write it as dockyard:hosts",
+        f"{stack}:7:19: hosts[0].provision.knid: unknown key; did you mean 'kind'? (set kind to"
+        " one of existing, qemu, hcloud, aws)",
+    ]
