@@ -10,9 +10,11 @@ names the key's path.
 
 from __future__ import annotations
 
+import atexit
 import copy
 import io
 import json
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,8 +32,10 @@ from tests.unit.config_builders import ed25519_key_line
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((REPO / "stacks").glob("Pulumi.*.yaml"))
-# Written once for the whole module: the test bed's sha256File paths point at the cache.
+# Written once for the whole module (hypothesis runs many examples per test function):
+# the mutated file, a Pulumi.yaml, and sha256 files for the test bed's sha256File keys.
 SHA_DIR = Path(tempfile.mkdtemp(prefix="dockyard-property-"))
+atexit.register(shutil.rmtree, SHA_DIR, ignore_errors=True)
 (SHA_DIR / "Pulumi.yaml").write_text("name: dockyard\n")
 
 
