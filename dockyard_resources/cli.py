@@ -14,16 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from dockyard_resources import ci, deploy, workdir
-from dockyard_resources.config import (
-    ConfigError,
-    HostSpec,
-    StackFileError,
-    load_stack_file,
-    project_dir_of,
-    validate_stack_config,
-)
-from dockyard_resources.config.spec import ResolvedInstance
+from dockyard_resources import ci, deploy, stack_report, workdir
+from dockyard_resources.config import ConfigError, StackFileError, check_stack_file
 from dockyard_resources.operate import commands as operate
 
 EXIT_OK = 0
@@ -31,81 +23,9 @@ EXIT_INVALID = 1
 EXIT_UNREADABLE = 2
 
 
-def _table(rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    ]
-
-
-def _provision_text(host: HostSpec) -> str:
-    p = host.provision
-    if p.kind == "existing":
-        return f"existing {p.user}@{p.address}:{p.ssh_port}"
-    if p.kind == "qemu":
-        return f"qemu {p.suite} {p.cpus}cpu {p.memory_mb}MB {p.disk_gb}GB"
-    if p.kind == "hcloud":
-        return f"hcloud {p.server_type} {p.location} {p.image}"
-    return f"aws {p.region} {p.instance_type}"
-
-
-def _artifact_text(host: HostSpec, which: str) -> str:
-    artifact = host.docker if which == "docker" else host.sysbox
-    archs = ",".join(artifact.pinned()) or "no arch pinned"
-    return f"{artifact.version} ({archs})"
-
-
-def _mark(instance: ResolvedInstance, key: str, text: str) -> str:
-    return f"{text}*" if key in instance.allocated else text
-
-
-def render_report(hosts: Sequence[HostSpec]) -> list[str]:
-    """The tables printed for a valid stack file."""
-    if not hosts:
-        return ["no hosts"]
-    host_rows = [["HOST", "PROVISION", "DOCKER", "SYSBOX", "ARTIFACTS", "SYSBOX RESTART"]]
-    for host in hosts:
-        host_rows.append(
-            [
-                host.name,
-                _provision_text(host),
-                _artifact_text(host, "docker"),
-                _artifact_text(host, "sysbox"),
-                host.artifacts,
-                "allowed" if host.allow_sysbox_restart else "refused",
-            ]
-        )
-    lines = _table(host_rows)
-    instance_rows = [["HOST", "PREFIX", "ROOT", "BRIDGE", "FIXED", "POOL", "SIZE", "MEMBERS"]]
-    for host in hosts:
-        for inst in host.instances:
-            instance_rows.append(
-                [
-                    host.name,
-                    inst.prefix,
-                    inst.root,
-                    _mark(inst, "bridgeCidr", str(inst.bridge_cidr)),
-                    _mark(inst, "fixedCidr", str(inst.fixed_cidr)),
-                    _mark(inst, "poolBase", str(inst.pool_base)),
-                    _mark(inst, "poolSize", str(inst.pool_size)),
-                    ",".join(inst.members) or "-",
-                ]
-            )
-    lines.append("")
-    if len(instance_rows) == 1:
-        lines.append("no instances")
-    else:
-        lines.extend(_table(instance_rows))
-        lines.append("* allocated (omitted in the stack file) as for a new stack; a deployed stack")
-        lines.append("  keeps the networks its instances already have (see docs/configuration.md)")
-    return lines
-
-
 def validate_command(path: str, out: TextIO, err: TextIO) -> int:
     try:
-        config = load_stack_file(path)
-        hosts = validate_stack_config(config, base_dir=project_dir_of(path))
+        checked = check_stack_file(path)
     except StackFileError as exc:
         print(f"error: {exc}", file=err)
         return EXIT_UNREADABLE
@@ -115,11 +35,13 @@ def validate_command(path: str, out: TextIO, err: TextIO) -> int:
         for line in exc.errors:
             print(f"  {line}", file=err)
         return EXIT_INVALID
+    for line in checked.warnings:
+        print(f"warning: {line}", file=err)
+    hosts = checked.hosts
     n_instances = sum(len(h.instances) for h in hosts)
     print(f"{path}: valid, {len(hosts)} host(s), {n_instances} instance(s)", file=out)
     print("", file=out)
-    for line in render_report(hosts):
-        print(line, file=out)
+    stack_report.print_report(hosts, out)
     return EXIT_OK
 
 

@@ -19,13 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from dockyard_resources import pulumi_env, workdir
-from dockyard_resources.config import (
-    ConfigError,
-    StackFileError,
-    load_stack_file,
-    project_dir_of,
-    validate_stack_config,
-)
+from dockyard_resources.config import ConfigError, StackFileError, check_stack_file
 from dockyard_resources.errors import DockyardError
 
 OPERATIONS = ("up", "preview", "destroy", "refresh")
@@ -57,8 +51,7 @@ def add_parser(commands: Any) -> None:
 
 def _validate(file: Path, err: TextIO) -> bool:
     try:
-        config = load_stack_file(str(file))
-        validate_stack_config(config, base_dir=project_dir_of(str(file)))
+        checked = check_stack_file(file)
     except StackFileError as exc:
         print(f"error: {exc}", file=err)
         return False
@@ -67,6 +60,8 @@ def _validate(file: Path, err: TextIO) -> bool:
         for line in exc.errors:
             print(f"  {line}", file=err)
         return False
+    for line in checked.warnings:
+        print(f"warning: {line}", file=err)
     return True
 
 

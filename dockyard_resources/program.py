@@ -9,6 +9,7 @@ import pulumi
 
 from dockyard_resources.components import DockyardHost, LazyLoginKey, invalid_config_message
 from dockyard_resources.config import ConfigError, validate_hosts
+from dockyard_resources.config.reachability import stack_warnings
 from dockyard_resources.config.spec import HostSpec
 
 CONFIG_NAMESPACE: Final = "dockyard"
@@ -24,11 +25,15 @@ def config_error_message(errors: list[str]) -> str:
 
 def load_hosts(config: pulumi.Config, base_dir: Path) -> list[HostSpec]:
     """Validated host specs; raises `pulumi.RunError` listing every problem, before any
-    resource is registered."""
+    resource is registered. Warnings (e.g. documentation-only addresses) are logged, as
+    `validate` prints them."""
     try:
-        return validate_hosts(config.get_object("hosts"), base_dir=base_dir)
+        specs = validate_hosts(config.get_object("hosts"), base_dir=base_dir)
     except ConfigError as exc:
         raise pulumi.RunError(config_error_message(exc.errors)) from None
+    for warning in stack_warnings(specs):
+        pulumi.log.warn(f"{CONFIG_NAMESPACE}:{warning}")
+    return specs
 
 
 def build_hosts(

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from dockyard_resources.config.errors import StackFileError
+from dockyard_resources.config.yamlsource import read_yaml
 from dockyard_resources.paths import stacks_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -67,9 +68,11 @@ def write_project(work_dir: Path) -> Path:
 
 
 def _document(path: Path) -> dict[str, Any]:
+    """A stack file's top-level mapping, read as `validate` reads it (duplicate keys, bad
+    bytes and syntax errors are `StackFileError`s naming file and line)."""
     if not path.exists():
         return {}
-    loaded = yaml.safe_load(path.read_text()) or {}
+    loaded = read_yaml(path).data or {}
     if not isinstance(loaded, dict):
         raise StackFileError(f"{path}: not a mapping of keys")
     return loaded
@@ -93,10 +96,7 @@ def merge_stack_file(target: Path, source: dict[str, Any]) -> None:
 def prepare(stack_file: Path, stack: str | None = None) -> Path:
     """The stack's project directory, ready for `pulumi ... --stack <stack>`."""
     name = stack or stack_name_of(stack_file)
-    try:
-        source = _document(stack_file) if stack_file.is_file() else None
-    except yaml.YAMLError as exc:
-        raise StackFileError(f"{stack_file}: not valid YAML: {exc}") from None
+    source = _document(stack_file) if stack_file.is_file() else None
     if source is None:
         raise StackFileError(f"{stack_file}: no such stack file")
     work_dir = stacks_dir() / name

@@ -20,6 +20,8 @@ from dockyard_resources.config.spec import (
     resolve_artifacts,
 )
 from dockyard_resources.config.stackfile import (
+    CheckedStack,
+    check_stack_file,
     load_stack_file,
     project_dir_of,
     validate_stack_config,
@@ -43,6 +45,7 @@ __all__ = [
     "ArtifactConfig",
     "ArtifactKind",
     "AwsProvision",
+    "CheckedStack",
     "ConfigError",
     "ExistingProvision",
     "HcloudProvision",
@@ -54,6 +57,7 @@ __all__ = [
     "ResolvedArtifact",
     "ResolvedInstance",
     "StackFileError",
+    "check_stack_file",
     "load_stack_file",
     "project_dir_of",
     "resolve_artifacts",

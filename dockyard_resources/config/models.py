@@ -20,8 +20,10 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from dockyard_resources.config import values
+from dockyard_resources.config.versions import Arch
 
 PROVISION_KINDS: Final = ("existing", "qemu", "hcloud", "aws")
+DEFAULT_SSH_PORT: Final = 22
 # A local QEMU VM: defaults and bounds of its size, one place for the stack file, the
 # `LocalVm` resource and the runner.
 QEMU_DEFAULTS: Final = {"memoryMb": 4096, "cpus": 2, "diskGb": 20}
@@ -48,9 +50,17 @@ PoolSize = Annotated[int, BeforeValidator(values.pool_size)]
 
 
 class _Model(BaseModel):
+    # Strict: no coercion, so `port: "22"`, `enabled: 1` or `allowSysboxRestart: "yes"` are
+    # refused (with a quoting hint, validate.py) instead of silently read as 22 or true.
     model_config = ConfigDict(
-        extra="forbid", alias_generator=to_camel, validate_by_name=True, frozen=True
+        extra="forbid", alias_generator=to_camel, validate_by_name=True, frozen=True, strict=True
     )
+
+
+# A YAML list arrives as a list, which strict mode refuses for a tuple; each item is still
+# checked strictly by its own validator.
+def _list_of(default: tuple[str, ...]) -> Any:
+    return Field(default=default, strict=False)
 
 
 def _non_empty_cidrs(cidrs: tuple[str, ...]) -> tuple[str, ...]:
@@ -77,7 +87,7 @@ class ExistingProvision(_Model):
 
     @property
     def ssh_port(self) -> int:
-        return self.port if self.port is not None else 22
+        return self.port if self.port is not None else DEFAULT_SSH_PORT
 
     def connection_props(self) -> dict[str, Any]:
         """The non-secret part of the `connection` input of host resources."""
@@ -120,7 +130,9 @@ class HcloudProvision(_Model):
     server_type: str = Field(default="cx22", min_length=1)
     location: str = Field(default="fsn1", min_length=1)
     image: str = Field(default="ubuntu-24.04", min_length=1)
-    allowed_ssh_cidrs: tuple[SshCidr, ...] = ("0.0.0.0/0",)
+    # The architecture when config/arch.py's rule cannot know the server type (None: the rule).
+    arch: Arch | None = None
+    allowed_ssh_cidrs: tuple[SshCidr, ...] = _list_of(("0.0.0.0/0",))
 
     @field_validator("allowed_ssh_cidrs", mode="after")
     @classmethod
@@ -135,8 +147,11 @@ class AwsProvision(_Model):
     region: Annotated[str, BeforeValidator(values.aws_region)]
     instance_type: str = Field(default="t3.medium", min_length=1)
     subnet_id: Annotated[str, BeforeValidator(values.aws_subnet_id)] | None = None
-    allowed_ssh_cidrs: tuple[SshCidr, ...] = ("0.0.0.0/0",)
+    allowed_ssh_cidrs: tuple[SshCidr, ...] = _list_of(("0.0.0.0/0",))
     disk_gb: int = Field(default=20, ge=8, le=16384)
+    # The architecture when config/arch.py's rule cannot know the instance type (None: the
+    # rule). Only checks the artifacts before the server exists; the AMI follows the type.
+    arch: Arch | None = None
 
     @field_validator("allowed_ssh_cidrs", mode="after")
     @classmethod
@@ -168,7 +183,7 @@ class InstanceConfig(_Model):
     fixed_cidr: FixedNetwork | None = None
     pool_base: PoolNetwork | None = None
     pool_size: PoolSize | None = None
-    members: tuple[UserName, ...] = ()
+    members: tuple[UserName, ...] = _list_of(())
     # False lets other instances' containers (and other host interfaces) open connections to
     # this instance's containers; see docs/security.md. Strict: only true or false.
     network_isolation: StrictBool = True

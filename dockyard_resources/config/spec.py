@@ -102,6 +102,8 @@ class HostSpec:
     artifacts: ArtifactsMode
     allow_sysbox_restart: bool
     instances: tuple[ResolvedInstance, ...]
+    # From the provision (config/arch.py); None for an existing machine (known at connect).
+    arch: Arch | None = None
 
     def artifact(self, which: ArtifactKind) -> ResolvedArtifact:
         return self.docker if which == "docker" else self.sysbox

@@ -18,9 +18,11 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from dockyard_resources.config import values
+from dockyard_resources.config.arch import provision_arch, unpinned_arch_errors
 from dockyard_resources.config.artifacts import resolve_artifact
 from dockyard_resources.config.errors import ConfigError
 from dockyard_resources.config.models import (
+    DEFAULT_SSH_PORT,
     PROVISION_KINDS,
     ArtifactConfig,
     ArtifactsMode,
@@ -113,6 +115,10 @@ _TEMPLATES = {
 }
 
 
+# Strict types refuse text where a number or a boolean belongs: say how to write it.
+_QUOTED_TYPES: dict[str, type[int] | type[bool]] = {"int_type": int, "bool_type": bool}
+
+
 def _unknown_key(root: type[BaseModel], loc: Sequence[int | str]) -> str:
     model = _model_at(root, loc[:-1])
     allowed = [f.alias or name for name, f in model.model_fields.items()] if model else []
@@ -131,6 +137,10 @@ def _message(error: ErrorDetails, root: type[BaseModel]) -> str:
         return f"missing; {_MISSING_HINTS.get(str(error['loc'][-1]), 'add it')}"
     if kind == "extra_forbidden":
         return _unknown_key(root, error["loc"])
+    if kind in _QUOTED_TYPES:
+        hint = values.quoting_hint(error.get("input"), _QUOTED_TYPES[kind])
+        if hint is not None:
+            return hint
     # Pydantic's own wording ("Input should be ...") is kept only for error types without a
     # template, and then in Dockyard's voice.
     default = str(error["msg"]).replace("Input should be", "must be", 1) + " (got {value!r})"
@@ -149,10 +159,27 @@ def _pydantic_errors(exc: ValidationError, prefix: str, root: type[BaseModel]) -
     for error in exc.errors(include_url=False):
         loc = error["loc"]
         path = _format_loc(prefix, loc)
+        typo = _misspelt_kind(error)
+        if typo is not None:
+            # Placed at the misspelt key, where the fix is, not at the mapping lacking `kind`.
+            lines.append(
+                f"{path}.{typo}: unknown key; did you mean 'kind'? (set kind to one of"
+                f" {_KINDS_TEXT})"
+            )
+            continue
         if error["type"] in ("union_tag_not_found", "union_tag_invalid"):
             path += ".kind"
         lines.append(f"{path}: {_message(error, root)}")
     return lines
+
+
+def _misspelt_kind(error: ErrorDetails) -> str | None:
+    """The key that looks like a misspelt `kind` in a mapping that lacks `kind`, if any."""
+    raw = error.get("input")
+    if error["type"] != "union_tag_not_found" or not isinstance(raw, dict):
+        return None
+    close = difflib.get_close_matches("kind", [str(k) for k in raw], n=1)
+    return close[0] if close else None
 
 
 def _duplicate_names(raw_hosts: list[Any]) -> list[str]:
@@ -169,6 +196,47 @@ def _duplicate_names(raw_hosts: list[Any]) -> list[str]:
             )
         else:
             first_seen[name] = i
+    return errors
+
+
+def _endpoint(provision: Any) -> tuple[str, int | None] | None:
+    """Address and port an `existing` host is reached at (port None: ~/.ssh/config's), or
+    None when the host is no existing machine or these keys are broken (reported elsewhere).
+    """
+    if not isinstance(provision, dict) or provision.get("kind") != "existing":
+        return None
+    try:
+        address = values.address(provision.get("address")).lower().removesuffix(".")
+    except ValueError:
+        return None
+    port = provision.get("port")
+    if port is None:
+        return address, (None if provision.get("sshConfig") is True else DEFAULT_SSH_PORT)
+    if isinstance(port, bool) or not isinstance(port, int):
+        return None
+    return address, port
+
+
+def _duplicate_endpoints(raw_hosts: list[Any]) -> list[str]:
+    """Two hosts at one address and port are one machine: their Docker, sysbox and
+    instances would overwrite each other, and only the machine would notice, mid-deploy."""
+    errors = []
+    first_seen: dict[tuple[str, int | None], int] = {}
+    for i, raw in enumerate(raw_hosts):
+        endpoint = _endpoint(raw.get("provision") if isinstance(raw, dict) else None)
+        if endpoint is None:
+            continue
+        if endpoint not in first_seen:
+            first_seen[endpoint] = i
+            continue
+        address, port = endpoint
+        where = f"port {port}" if port is not None else "the port ~/.ssh/config gives"
+        errors.append(
+            f"hosts[{i}].provision.address: {address} at {where} is already hosts"
+            f"[{first_seen[endpoint]}]; two hosts of a stack cannot be one machine (their Docker,"
+            " sysbox and instances would overwrite each other): remove one, or correct the"
+            " address or port"
+        )
     return errors
 
 
@@ -277,6 +345,9 @@ def _validate_host(raw: Any, index: int, base_dir: Path) -> tuple[HostSpec | Non
     errors.extend(network_errors)
 
     docker, sysbox = _resolve_artifacts(host, raw, path, base_dir, errors)
+    if host is not None and docker is not None and sysbox is not None:
+        # Before a paid server exists, not when it first answers.
+        errors.extend(unpinned_arch_errors(path, host.provision, (docker, sysbox)))
     if host is None or errors or docker is None or sysbox is None:
         return None, errors
 
@@ -310,6 +381,7 @@ def _validate_host(raw: Any, index: int, base_dir: Path) -> tuple[HostSpec | Non
         artifacts=host.artifacts,
         allow_sysbox_restart=host.allow_sysbox_restart,
         instances=tuple(specs),
+        arch=provision_arch(host.provision),
     )
     return spec, []
 
@@ -328,7 +400,7 @@ def validate_hosts(raw_hosts: Any, *, base_dir: Path | None = None) -> list[Host
         )
     if not isinstance(raw_hosts, list):
         raise ConfigError([f"hosts: must be a list of hosts (got {type(raw_hosts).__name__})"])
-    errors = _duplicate_names(raw_hosts)
+    errors = _duplicate_names(raw_hosts) + _duplicate_endpoints(raw_hosts)
     specs: list[HostSpec] = []
     for index, raw in enumerate(raw_hosts):
         spec, host_errors = _validate_host(raw, index, where)

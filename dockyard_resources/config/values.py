@@ -348,9 +348,31 @@ def private_network(value: Any, example: str) -> ipaddress.IPv4Network:
     return net
 
 
+_WHOLE_NUMBER_RE: Final = re.compile(r"[+-]?[0-9]+")
+_BOOLEAN_WORDS: Final = ("true", "false")
+
+
+def quoting_hint(value: Any, expected: type[int] | type[bool]) -> str | None:
+    """For text where a number or true/false belongs (YAML keeps a quoted `"22"` as text):
+    how to write it. None when `value` is not such text."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if expected is bool:
+        word = text.lower()
+        if word in _BOOLEAN_WORDS:
+            return f"{value!r} is a string: write {word} without quotes"
+        # yes/no/on/off are booleans only in YAML 1.1; Pulumi (YAML 1.2) passes them as text.
+        return f"{value!r} is not a boolean: write true or false"
+    if _WHOLE_NUMBER_RE.fullmatch(text):
+        return f"{value!r} is a string: write {int(text)} without quotes"
+    return None
+
+
 def pool_size(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"must be a whole number such as 24 (got {value!r})")
+        hint = quoting_hint(value, int)
+        raise ValueError(hint or f"must be a whole number such as 24 (got {value!r})")
     if not 1 <= value <= MAX_PREFIX_LEN:
         raise ValueError(
             f"{value} is not a usable subnet length; use a number up to {MAX_PREFIX_LEN}"

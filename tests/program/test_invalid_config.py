@@ -43,3 +43,29 @@ def test_every_problem_is_reported_and_nothing_is_registered() -> None:
 def test_missing_hosts_is_an_error() -> None:
     with pytest.raises(pulumi.RunError, match=r"dockyard:hosts: missing"):
         run_program(None)
+
+
+def test_documentation_addresses_are_warned_about_at_preview(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    warned: list[str] = []
+    monkeypatch.setattr(pulumi.log, "warn", lambda message, *_, **__: warned.append(message))
+    hosts = [
+        {"name": "a", "provision": {"kind": "existing", "address": "198.51.100.7"}},
+        {"name": "b", "provision": {"kind": "existing", "address": "10.1.2.3"}},
+    ]
+    run_program(hosts)
+    assert warned == [
+        "dockyard:hosts[0].provision.address: 198.51.100.7 is in 198.51.100.0/24, a range"
+        " reserved for documentation that no runner can reach; replace it with the machine's"
+        " real address"
+    ]
+
+
+def test_two_hosts_on_one_machine_stop_the_preview() -> None:
+    hosts = [
+        {"name": "a", "provision": {"kind": "existing", "address": "10.1.2.3"}},
+        {"name": "b", "provision": {"kind": "existing", "address": "10.1.2.3", "port": 22}},
+    ]
+    with pytest.raises(pulumi.RunError, match=r"dockyard:hosts\[1\]\.provision\.address: 10"):
+        run_program(hosts)

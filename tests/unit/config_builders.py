@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import struct
 from typing import Any
 
@@ -20,10 +21,15 @@ def instance(prefix: str = "dy1_", root: str = "/dy1", **extra: Any) -> dict[str
     return {"prefix": prefix, "root": root, **extra}
 
 
+# Each built host is its own machine (two hosts at one address and port are refused).
+_MACHINES = itertools.count(10)
+
+
 def host(name: str = "build-1", instances: list[Any] | None = None, **extra: Any) -> dict[str, Any]:
+    machine = next(_MACHINES)
     raw: dict[str, Any] = {
         "name": name,
-        "provision": {"kind": "existing", "address": "203.0.113.10"},
+        "provision": {"kind": "existing", "address": f"10.0.{machine // 250}.{machine % 250}"},
         "instances": [instance()] if instances is None else instances,
     }
     raw.update(extra)

@@ -30,12 +30,14 @@ config:
     secure: v1:notdecryptedbyvalidate
   dockyard:hosts:
     - name: build-1
-      provision: {kind: existing, address: 203.0.113.10, user: admin}
+      provision: {kind: existing, address: 10.20.30.40, user: admin}
       instances:
         - {prefix: dy1_, root: /dy1, bridgeCidr: 172.22.147.1/24, poolBase: 172.28.0.0/16}
         - {prefix: dy2_, root: /dy2, members: [ci-runner]}
     - name: vm
       provision: {kind: qemu}
+      artifacts: upload
+      allowSysboxRestart: true
 """
 
 BAD = """\
@@ -51,6 +53,15 @@ config:
 """
 
 
+def table_rows(out: str) -> list[list[str]]:
+    """The cells of every row of the rich tables in `out` (header rows included)."""
+    return [
+        [cell.strip() for cell in line.split(line[0])[1:-1]]
+        for line in out.splitlines()
+        if line[:1] in ("│", "┃")
+    ]
+
+
 def test_valid_file_prints_hosts_instances_and_networks(tmp_path: Path) -> None:
     stack = tmp_path / "Pulumi.good.yaml"
     stack.write_text(GOOD)
@@ -59,13 +70,25 @@ def test_valid_file_prints_hosts_instances_and_networks(tmp_path: Path) -> None:
     assert result.stderr == ""
     out = result.stdout
     assert out.startswith(f"{stack}: valid, 2 host(s), 2 instance(s)\n")
-    host_line = next(line for line in out.splitlines() if line.startswith("build-1  existing"))
-    assert "admin@203.0.113.10:22" in host_line
-    assert "29.2.1 (x86_64)" in host_line
-    assert "0.6.7 (x86_64,aarch64)" in host_line
-    assert any(line.startswith("vm ") and "qemu trixie" in line for line in out.splitlines())
-    rows = [line.split() for line in out.splitlines() if line.startswith("build-1  dy")]
-    assert rows == [
+    assert "┃ host " in out  # drawn by rich, as `status` draws its table
+    rows = table_rows(out)
+    both = "29.2.1 (x86_64, aarch64)"
+    sysbox = "0.6.7 (x86_64, aarch64)"
+    assert rows[:3] == [
+        ["host", "provision", "arch", "docker", "sysbox", "artifacts", "sysbox restart"],
+        [
+            "build-1",
+            "existing admin@10.20.30.40:22",
+            "at connect",
+            both,
+            sysbox,
+            "download",
+            "refused",
+        ],
+        ["vm", "qemu trixie 2cpu 4096MB 20GB", "x86_64", both, sysbox, "upload", "allowed"],
+    ]
+    assert rows[3:] == [
+        ["host", "prefix", "root", "bridge", "fixed", "pool", "size", "members"],
         [
             "build-1",
             "dy1_",
@@ -90,6 +113,16 @@ def test_valid_file_prints_hosts_instances_and_networks(tmp_path: Path) -> None:
     assert "* allocated (omitted in the stack file)" in out
 
 
+def test_a_stack_without_instances_says_so(tmp_path: Path) -> None:
+    stack = tmp_path / "Pulumi.empty.yaml"
+    stack.write_text("config:\n  dockyard:hosts: [{name: vm, provision: {kind: qemu}}]\n")
+    result = run_cli("validate", str(stack))
+    assert result.returncode == 0
+    assert result.stdout.rstrip().endswith("no instances")
+    stack.write_text("config:\n  dockyard:hosts: []\n")
+    assert run_cli("validate", str(stack)).stdout.rstrip().endswith("no hosts")
+
+
 def test_invalid_file_prints_every_error_and_exits_1(tmp_path: Path) -> None:
     stack = tmp_path / "Pulumi.bad.yaml"
     stack.write_text(BAD)
@@ -98,35 +131,37 @@ def test_invalid_file_prints_every_error_and_exits_1(tmp_path: Path) -> None:
     assert result.stdout == ""
     lines = result.stderr.splitlines()
     assert lines[0] == f"{stack}: invalid, 4 errors:"
+    # Each problem names the file, then the line and column of its key.
     assert [line.strip() for line in lines[1:]] == [
-        "hosts[1].name: 'build-1' is already the name of hosts[0]; host names must be unique in"
-        " the stack",
-        "hosts[0].instances[1].root: /dy1 is already used by hosts[0].instances[0]; give each"
-        " instance on a host its own root directory",
-        "hosts[0].instances[1].poolBase: 172.28.0.0/16 overlaps hosts[0].instances[0].poolBase"
-        " (172.28.0.0/16); pick a disjoint range or omit it to have one allocated",
-        "hosts[1].provision.cpus: must be at least 1 (got 0)",
+        f"{stack}:8:7: hosts[1].name: 'build-1' is already the name of hosts[0]; host names"
+        " must be unique in the stack",
+        f"{stack}:7:26: hosts[0].instances[1].root: /dy1 is already used by"
+        " hosts[0].instances[0]; give each instance on a host its own root directory",
+        f"{stack}:7:38: hosts[0].instances[1].poolBase: 172.28.0.0/16 overlaps"
+        " hosts[0].instances[0].poolBase (172.28.0.0/16); pick a disjoint range or omit it to"
+        " have one allocated",
+        f"{stack}:9:31: hosts[1].provision.cpus: must be at least 1 (got 0)",
     ]
     assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(
-    ("content", "fragment"),
+    ("content", "where", "fragment"),
     [
-        (None, "cannot read the stack file"),
-        ("config: {a: [1\n", "not valid YAML"),
-        ("just text\n", "must be a YAML mapping"),
+        (None, "", "cannot read the stack file"),
+        ("config: {a: [1\n", ":2:1", "not valid YAML"),
+        ("just text\n", ":1:1", "must be a YAML mapping"),
     ],
 )
 def test_unreadable_file_exits_2_without_traceback(
-    tmp_path: Path, content: str | None, fragment: str
+    tmp_path: Path, content: str | None, where: str, fragment: str
 ) -> None:
     stack = tmp_path / "Pulumi.x.yaml"
     if content is not None:
         stack.write_text(content)
     result = run_cli("validate", str(stack))
     assert result.returncode == 2
-    assert result.stderr.startswith(f"error: {stack}: ")
+    assert result.stderr.startswith(f"error: {stack}{where}: ")
     assert fragment in result.stderr
     assert "Traceback" not in result.stderr
 

@@ -12,6 +12,8 @@ from tests.unit.config_builders import host
 
 DOCKER_X86 = "https://download.docker.com/linux/static/stable/x86_64/docker-29.2.1.tgz"
 DOCKER_X86_SHA = "995b1d0b51e96d551a3b49c552c0170bc6ce9f8b9e0866b8c15bbc67d1cf93a3"
+DOCKER_ARM = "https://download.docker.com/linux/static/stable/aarch64/docker-29.2.1.tgz"
+DOCKER_ARM_SHA = "236c5064473295320d4bf732fbbfc5b11b6b2dc446e8bc7ebb9222015fb36857"
 SYSBOX = "https://downloads.nestybox.com/sysbox/releases/v0.6.7/sysbox-ce_0.6.7-0.linux_{}.deb"
 SYSBOX_AMD64_SHA = "b7ac389e5a19592cadf16e0ca30e40919516128f6e1b7f99e1cb4ff64554172e"
 SYSBOX_ARM64_SHA = "16d80123ba53058cf90f5a68686e297621ea97942602682e34b3352783908f91"
@@ -31,10 +33,12 @@ def errors_of(tmp_path: Path | None = None, **extra: Any) -> list[str]:
 
 def test_default_versions_come_from_the_table() -> None:
     spec = one_host()
-    # aarch64 Docker has no pinned sha256 yet, so it is left out.
     assert spec.artifact_props("docker") == {
         "version": "29.2.1",
-        "artifacts": {"x86_64": {"url": DOCKER_X86, "sha256": DOCKER_X86_SHA}},
+        "artifacts": {
+            "x86_64": {"url": DOCKER_X86, "sha256": DOCKER_X86_SHA},
+            "aarch64": {"url": DOCKER_ARM, "sha256": DOCKER_ARM_SHA},
+        },
     }
     assert spec.artifact_props("sysbox") == {
         "version": "0.6.7",
@@ -44,13 +48,12 @@ def test_default_versions_come_from_the_table() -> None:
         },
     }
     assert resolve_artifacts(spec, "docker") == {
-        "x86_64": {"url": DOCKER_X86, "sha256": DOCKER_X86_SHA, "filename": "docker-29.2.1.tgz"}
+        "x86_64": {"url": DOCKER_X86, "sha256": DOCKER_X86_SHA, "filename": "docker-29.2.1.tgz"},
+        "aarch64": {"url": DOCKER_ARM, "sha256": DOCKER_ARM_SHA, "filename": "docker-29.2.1.tgz"},
     }
-    assert spec.docker.by_arch["aarch64"].sha256 is None
-    assert spec.docker.by_arch["aarch64"].url.endswith("/aarch64/docker-29.2.1.tgz")
 
 
-def test_sha256_override_pins_the_unpinned_arch() -> None:
+def test_sha256_override_replaces_the_pins() -> None:
     spec = one_host(docker={"version": "29.2.1", "sha256": PIN.upper()})
     artifacts = spec.artifact_props("docker")["artifacts"]
     assert artifacts["aarch64"] == {

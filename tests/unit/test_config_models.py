@@ -208,6 +208,7 @@ def test_hcloud_defaults_and_cidrs() -> None:
         "serverType": "cx22",
         "location": "fsn1",
         "image": "ubuntu-24.04",
+        "arch": None,
         "allowedSshCidrs": ("0.0.0.0/0",),
     }
     errors = errors_of(
@@ -234,6 +235,7 @@ def test_aws_fields() -> None:
         "subnetId": "subnet-0a1b2c3d",
         "allowedSshCidrs": ("0.0.0.0/0",),
         "diskGb": 20,
+        "arch": None,
     }
     errors = errors_of([host(provision={"kind": "aws", "region": "Frankfurt", "subnetId": "x"})])
     assert errors[0].startswith("hosts[0].provision.region: 'Frankfurt' is not an AWS region")

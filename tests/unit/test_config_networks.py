@@ -235,7 +235,7 @@ def test_fixed_cidr_must_be_inside_the_bridge_network() -> None:
         ("poolBase", "172.28.0.0", "'172.28.0.0' has no prefix length"),
         ("poolBase", 17, "must be a string like 172.28.0.0/16 (got 17)"),
         ("poolSize", 31, "31 is not a usable subnet length; use a number up to 30"),
-        ("poolSize", "24", "must be a whole number such as 24 (got '24')"),
+        ("poolSize", "24", "'24' is a string: write 24 without quotes"),
     ],
 )
 def test_single_network_value_rules(key: str, value: Any, message: str) -> None:

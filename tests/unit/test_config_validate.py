@@ -135,7 +135,7 @@ def test_stack_file_without_config(tmp_path: Path) -> None:
     [
         ("config: [1, 2\n", "not valid YAML"),
         ("- a\n- b\n", "must be a YAML mapping with a `config:` key"),
-        ("config: 3\n", "`config:` must be a mapping"),
+        ("config: 3\n", ":1:1: config: must be a mapping"),
     ],
 )
 def test_unusable_stack_files(tmp_path: Path, text: str, fragment: str) -> None:
@@ -159,7 +159,8 @@ def test_stack_config_checks_the_dockyard_namespace() -> None:
     with pytest.raises(ConfigError) as caught:
         validate_stack_config(config)
     assert caught.value.errors == [
-        "dockyard:hostz: unknown key; the dockyard namespace has hosts, sshPrivateKey",
+        "dockyard:hostz: unknown key; did you mean 'dockyard:hosts'? the dockyard namespace"
+        " has hosts, sshPrivateKey",
         "dockyard:sshPrivateKey: stored in clear text; store it encrypted with"
         " `cat ~/.ssh/id_ed25519 | pulumi config set --secret dockyard:sshPrivateKey`",
         "hosts: missing; add `dockyard:hosts:` with a list of hosts (docs/configuration.md)",
