@@ -36,7 +36,12 @@ from dockyard_resources.render.instance import InstanceSpec
 from dockyard_resources.transport import session
 from tests.fixtures.vm import TestHost
 from tests.hosts.checks import IptablesRules, SshShell
-from tests.hosts.test_instances import _connection, _install_sysbox_host, _props
+from tests.hosts.test_instances import (
+    _connection,
+    _install_sysbox_host,
+    _props,
+    sysbox_host_vm,
+)
 from tools.testbed.artifacts import TestbedArtifacts
 from tools.testimage.busybox_image import DEFAULT_TAG, image_archive
 
@@ -82,6 +87,11 @@ class Box:
     @property
     def url(self) -> str:
         return f"http://{self.ip}:{PORT}/"
+
+
+@pytest.fixture(scope="module")
+def host(testbed_artifacts: TestbedArtifacts) -> Iterator[TestHost]:
+    yield from sysbox_host_vm(testbed_artifacts)
 
 
 @pytest.fixture(scope="module")
