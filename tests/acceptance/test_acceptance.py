@@ -10,6 +10,7 @@ destroy. Destroys go through `pulumi destroy --target` (docs/ci.md has the table
 from __future__ import annotations
 
 import base64
+import hashlib
 import http.server
 import itertools
 import json
@@ -158,7 +159,13 @@ def dind(pytestconfig: pytest.Config, host: Host, sh: SshShell, real_sysbox: boo
         # docker:*-dind would start TLS without this; the inner CLI then needs certs.
         return Dind(choice, "-e DOCKER_TLS_CERTDIR=", local=False)
     built = dind_image.build_dind_image()
-    session(host.target).upload(built.path, DIND_TAR_ON_HOST, 0o644)
+    # A run against the same stack before (--skip-destructive, then --destructive-only) may
+    # have left the very same file there: the upload is 260 MB.
+    with built.path.open("rb") as tar:
+        local = hashlib.file_digest(tar, "sha256").hexdigest()
+    code, there = sh.run(f"sha256sum {DIND_TAR_ON_HOST} 2>/dev/null")
+    if code != 0 or there.split()[:1] != [local]:
+        session(host.target).upload(built.path, DIND_TAR_ON_HOST, 0o644)
     return Dind(built.tag, "", local=True, tar_on_host=DIND_TAR_ON_HOST)
 
 
