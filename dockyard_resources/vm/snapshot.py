@@ -56,6 +56,7 @@ from dockyard_resources.vm import image, probe, runner
 
 # Bump when the way templates are made changes in a way the inputs do not show.
 TEMPLATE_VERSION = "1"
+LAYER_VERSION = "1"  # the same, for layered templates only
 TEMPLATE_PREFIX = "template-"
 SNAPSHOT_TAG = "booted"
 SETTLE_SECONDS = 200  # systemctl is-system-running --wait, at most
@@ -145,7 +146,14 @@ def template_inputs(
         "argv": argv,
     }
     if layer is not None:
-        inputs.update({"tag": layer.name, "layer": layer.name, "layerInputs": layer.inputs})
+        inputs.update(
+            {
+                "tag": layer.name,
+                "layer": layer.name,
+                "layerVersion": LAYER_VERSION,
+                "layerInputs": layer.inputs,
+            }
+        )
     return inputs
 
 
@@ -416,7 +424,9 @@ def _apply_layer(spec: runner.VmSpec, layer: Layer) -> dict[str, Any]:
     cloned = time.monotonic()
     layer.prepare(vm)
     prepared = time.monotonic()
-    vm.probe("sync", timeout=120)
+    # The page cache would be saved with the RAM (hundreds of MB after an install): every
+    # clone would copy and load it. The files are on the disk.
+    vm.probe("sync && echo 3 > /proc/sys/vm/drop_caches", timeout=120)
     return {
         "bootId": vm.boot_id(),  # the booted template's: a clone keeps it until it reboots
         "parent": clone_info(vm)["template"],
