@@ -132,6 +132,13 @@ class Dind:
         else:
             sh.out(inst.docker(f"pull -q {shlex.quote(self.image)}"))
 
+    def ensure_in(self, sh: SshShell, inst: Instance) -> None:
+        """`load_into` unless the instance has the image already (an earlier check loaded
+        it; with --destructive-only that check ran in an earlier run, maybe on another
+        instance)."""
+        if not sh.ok(inst.docker(f"image inspect {shlex.quote(self.image)} >/dev/null 2>&1")):
+            self.load_into(sh, inst)
+
     def inner_image_script(self, inst: Instance, name: str) -> str:
         """Makes INNER_IMAGE inside the DinD container `name`."""
         if self.local:
@@ -616,6 +623,7 @@ def test_reboot_brings_back_instances_and_dind(
 ) -> None:  # fmt: skip
     b, c = roles.b, roles.c
     survivor = unique("dind-always")
+    dind.ensure_in(sh, b)
     start_dind(sh, b, dind, survivor, extra="--restart always")
     before = _boot_id(host.target)
     session(host.target).run("systemd-run --no-block systemctl reboot", step="reboot", check=False)
