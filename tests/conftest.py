@@ -42,3 +42,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_line(f"{group:12s} {seconds / 60:6.1f} min")
     total = time.monotonic() - _STARTED
     terminalreporter.write_line(f"{'pytest total':12s} {total / 60:6.1f} min")
+    vm_fixtures = terminalreporter.config.pluginmanager.get_plugin("tests.fixtures.vm")
+    waited = sum(vm_fixtures.slot_waits) if vm_fixtures else 0.0
+    if waited >= 60:
+        terminalreporter.write_line(
+            f"(of which {waited / 60:.1f} min waiting for a VM slot held by other processes)"
+        )
