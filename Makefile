@@ -27,8 +27,8 @@ preview: setup
 destroy: setup
 	scripts/pulumi-stack.sh destroy $(STACK)
 
-## test: lint, type-check and run the whole test suite (what CI runs): pytest, then the
-## testbed stack through `python -m dockyard_resources ci` (acceptance suite included).
+## test: lint, type-check and run the whole test suite (what CI runs): pytest, the
+## acceptance suite included (on the engine lifecycle's stack, docs/testing.md).
 # The caches (CLI, VM image, test bed artifacts, DinD image) are built first, as steps.
 test: setup-dev lint typecheck pulumi-cli test-artifacts
 	time scripts/test.sh

@@ -195,19 +195,7 @@ class CiRun:
         )
 
     def acceptance(self) -> None:
-        argv = [
-            sys.executable,
-            "-m",
-            "pytest",
-            str(ACCEPTANCE_DIR),
-            "--stack",
-            self.name,
-            "--project-dir",
-            str(self.work_dir),
-            "-p",
-            "no:cacheprovider",
-            *self.acceptance_args,
-        ]
+        argv = acceptance_command(self.name, self.work_dir, self.acceptance_args)
         self.log(f"acceptance: {' '.join(argv[1:])}")
         proc = subprocess.run(argv, cwd=REPO_ROOT, env=self.environ, check=False)
         if proc.returncode != 0:
@@ -258,6 +246,24 @@ class CiRun:
                         failed = failed or exc
         self.log("passed" if failed is None else "failed")
         return EXIT_OK if failed is None else EXIT_FAILED
+
+
+def acceptance_command(stack: str, project_dir: Path, extra: Sequence[str] = ()) -> list[str]:
+    """The acceptance suite's pytest run against the deployed stack `stack` (run it in
+    REPO_ROOT with the stack's Pulumi environment)."""
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(ACCEPTANCE_DIR),
+        "--stack",
+        stack,
+        "--project-dir",
+        str(project_dir),
+        "-p",
+        "no:cacheprovider",
+        *extra,
+    ]
 
 
 def _short(exc: BaseException) -> str:

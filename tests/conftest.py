@@ -1,5 +1,7 @@
 """Fixture modules shared by every test package (each starts what it needs), and the wall time
-of each test group (unit, program, transport, vm, hosts, engine) printed at the end."""
+of each test group (unit, program, transport, vm, hosts, engine, and acceptance: the steps
+marked `acceptance`, which run the acceptance suite on the engine lifecycle's stack) printed
+at the end."""
 
 from __future__ import annotations
 
@@ -20,14 +22,16 @@ _GROUP_SECONDS: defaultdict[str, float] = defaultdict(float)
 _STARTED = time.monotonic()
 
 
-def _group(nodeid: str) -> str:
-    parts = nodeid.split("/")
+def _group(report: pytest.TestReport) -> str:
+    if "acceptance" in report.keywords:
+        return "acceptance"
+    parts = report.nodeid.split("/")
     return parts[1] if len(parts) > 2 and parts[0] == "tests" else parts[0]
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     # setup + call + teardown: a group's VM boots and teardowns count for that group.
-    _GROUP_SECONDS[_group(report.nodeid)] += report.duration
+    _GROUP_SECONDS[_group(report)] += report.duration
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -38,3 +42,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_line(f"{group:12s} {seconds / 60:6.1f} min")
     total = time.monotonic() - _STARTED
     terminalreporter.write_line(f"{'pytest total':12s} {total / 60:6.1f} min")
+    vm_fixtures = terminalreporter.config.pluginmanager.get_plugin("tests.fixtures.vm")
+    waited = sum(vm_fixtures.slot_waits) if vm_fixtures else 0.0
+    if waited >= 60:
+        terminalreporter.write_line(
+            f"(of which {waited / 60:.1f} min waiting for a VM slot held by other processes)"
+        )

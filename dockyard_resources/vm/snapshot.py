@@ -24,6 +24,11 @@ on the clone answers only with its own pinned host key and client key; its
 next reboot boots its own kernel command line and seed disk. The kernel's
 boot_id stays the template's until the clone reboots (`reboot()` still sees it
 change), and `vmgenid` makes the guest reseed its RNG on the load.
+
+A layered template (`Layer`) starts as a clone of the booted template, gets what the
+layer's `prepare` puts on it (for the tests: an installed SysboxHost), and is saved under
+the layer's own tag; its name covers the layer's inputs, so whatever changes what
+`prepare` leaves on the VM builds a new one. Its clones take the same path as above.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -51,6 +56,7 @@ from dockyard_resources.vm import image, probe, runner
 
 # Bump when the way templates are made changes in a way the inputs do not show.
 TEMPLATE_VERSION = "1"
+LAYER_VERSION = "1"  # the same, for layered templates only
 TEMPLATE_PREFIX = "template-"
 SNAPSHOT_TAG = "booted"
 SETTLE_SECONDS = 200  # systemctl is-system-running --wait, at most
@@ -59,10 +65,27 @@ ADOPT_COMMAND_TIMEOUT = 60.0
 TEMPLATE_META = "template.json"
 CLONE_META = "clone.json"
 TEMPLATE_KEY = "template_id_ed25519"
+# A layered template nobody cloned for this long goes when another of its layer is built
+# (each product change that alters the layer makes a new one; older ones would pile up).
+LAYER_UNUSED_SECONDS = 24 * 3600
 
 
 class SnapshotError(runner.VmError):
     """A template could not be built, or a clone not started from it."""
+
+
+@dataclass(frozen=True)
+class Layer:
+    """What a layered template adds to the booted one: `prepare` runs on a clone of it.
+
+    `inputs` must name everything that changes what `prepare` leaves on the VM (rendered
+    scripts, artifact sha256s, the code that installs them): they are part of the template's
+    name. `name` is also the snapshot's tag.
+    """
+
+    name: str
+    inputs: dict[str, Any]
+    prepare: Callable[[runner.Vm], None]
 
 
 @dataclass(frozen=True)
@@ -91,9 +114,12 @@ def qemu_version() -> str:
     return proc.stdout.splitlines()[0].strip()
 
 
-def template_inputs(spec: runner.VmSpec, base: image.BaseImage) -> dict[str, Any]:
+def template_inputs(
+    spec: runner.VmSpec, base: image.BaseImage, layer: Layer | None = None
+) -> dict[str, Any]:
     """Everything a template depends on, the QEMU command line included (its per-VM parts
-    blanked): a changed runner, accelerator, spec, image or QEMU means a new template."""
+    blanked): a changed runner, accelerator, spec, image or QEMU means a new template; for a
+    layered one also the layer's inputs."""
     record = runner.VmRecord(
         name="NAME",
         memory_mb=spec.memory_mb,
@@ -105,7 +131,7 @@ def template_inputs(spec: runner.VmSpec, base: image.BaseImage) -> dict[str, Any
         host_key="",
     )
     argv = runner.Vm(Path("/VM"))._qemu_argv(record, base, 0)
-    return {
+    inputs = {
         "version": TEMPLATE_VERSION,
         "tag": SNAPSHOT_TAG,
         "image": base.key,
@@ -119,22 +145,35 @@ def template_inputs(spec: runner.VmSpec, base: image.BaseImage) -> dict[str, Any
         "qemu": qemu_version(),
         "argv": argv,
     }
+    if layer is not None:
+        inputs.update(
+            {
+                "tag": layer.name,
+                "layer": layer.name,
+                "layerVersion": LAYER_VERSION,
+                "layerInputs": layer.inputs,
+            }
+        )
+    return inputs
 
 
 def template_name(inputs: dict[str, Any]) -> str:
     digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
-    return f"{TEMPLATE_PREFIX}{inputs['image']}-{digest[:12]}"
+    layer = f"{inputs['layer']}-" if inputs.get("layer") else ""
+    return f"{TEMPLATE_PREFIX}{inputs['image']}-{layer}{digest[:12]}"
 
 
-def clone(spec: runner.VmSpec) -> runner.Vm:
-    """Start VM `spec.name` from the booted template of its spec; return it answering SSH.
+def clone(spec: runner.VmSpec, layer: Layer | None = None) -> runner.Vm:
+    """Start VM `spec.name` from the booted template of its spec (with `layer`: from that
+    layered template); return it answering SSH.
 
     Replaces any VM directory of that name. Raises `runner.VmError` (the VM
-    directory is then removed) when the template cannot be built or loaded.
+    directory is then removed) when the template cannot be built or loaded; what a
+    layer's `prepare` raises while its template is built comes through as it is.
     """
     started = time.monotonic()
     base = image.ensure_image(spec.suite)
-    inputs = template_inputs(spec, base)
+    inputs = template_inputs(spec, base, layer)
     name = template_name(inputs)
     vm = runner.vm_for(spec.name)
     vm.destroy()
@@ -148,13 +187,13 @@ def clone(spec: runner.VmSpec) -> runner.Vm:
                     break
             with _locked(name, fcntl.LOCK_EX):
                 if _load_template(name, inputs) is None:
-                    _build_template(spec, base, name, inputs)
+                    _build_template(spec, name, inputs, layer)
                     _prune_stale_templates(keep=name)
                     built = True
         else:
             raise SnapshotError(f"template {name} vanished three times while cloning it")
         copied = time.monotonic()
-        vm.start(loadvm=SNAPSHOT_TAG)
+        vm.start(loadvm=inputs["tag"])
         loaded = time.monotonic()
         adopt_identity(vm)
         ready = time.monotonic()
@@ -175,20 +214,24 @@ def clone(spec: runner.VmSpec) -> runner.Vm:
     return vm
 
 
-def launch(spec: runner.VmSpec) -> runner.Vm:
-    """`clone(spec)`, else (logged) a cold boot of a fresh VM: a template that cannot be
-    built or loaded (another QEMU, a damaged file) costs time, not the VM."""
+def launch(spec: runner.VmSpec, layer: Layer | None = None) -> runner.Vm:
+    """`clone(spec, layer)`, else (logged) a cold boot of a fresh VM, then the layer's
+    `prepare` on it: a template that cannot be built or loaded (another QEMU, a damaged
+    file) costs time, not the VM."""
     try:
-        return clone(spec)
+        return clone(spec, layer)
     except (runner.VmError, probe.ProbeHostKeyMismatch) as exc:
         _log(f"no clone for {spec.name} ({exc}); booting it cold instead")
-    return runner.launch(spec)
+    vm = runner.launch(spec)
+    if layer is not None:
+        layer.prepare(vm)
+    return vm
 
 
-def restore(vm: runner.Vm, tag: str = SNAPSHOT_TAG) -> str:
+def restore(vm: runner.Vm, tag: str | None = None) -> str:
     """Put a running clone back to its template's snapshot (`loadvm` over QMP) and give it
     its own identity and the current time again; returns its boot_id."""
-    vm.load_snapshot(tag)
+    vm.load_snapshot(tag or clone_info(vm)["tag"])
     return adopt_identity(vm)
 
 
@@ -289,7 +332,7 @@ def _copy_template(template: Template, spec: runner.VmSpec, vm: runner.Vm) -> No
         vm.state_dir / CLONE_META,
         {
             "template": template.name,
-            "tag": SNAPSHOT_TAG,
+            "tag": template.meta["inputs"]["tag"],
             "templateHostKey": template.vm.host_key,
             "templateBuildSeconds": template.meta.get("buildSeconds"),
         },
@@ -304,59 +347,92 @@ def _load_template(name: str, inputs: dict[str, Any]) -> Template | None:
         return None
     if meta.get("inputs") != inputs or not (vm.overlay.is_file() and vm.exists()):
         return None
+    # Last use, for pruning layered templates nobody needs any more (mtime only).
+    os.utime(vm.state_dir / TEMPLATE_META)
     return Template(vm=vm, meta=meta)
 
 
 def _build_template(
-    spec: runner.VmSpec, base: image.BaseImage, name: str, inputs: dict[str, Any]
+    spec: runner.VmSpec, name: str, inputs: dict[str, Any], layer: Layer | None
 ) -> Template:
-    """Boot cold, let the boot finish, savevm with the vCPUs stopped, quit. Holds the lock."""
+    """Bring a VM to the template's state, savevm with the vCPUs stopped, quit. Holds the lock."""
     vm = runner.Vm(vms_dir() / name)
     vm.destroy()  # what a killed build left behind, its QEMU included
-    _log(f"building VM template {name} (cold boot, then savevm {SNAPSHOT_TAG})")
+    tag = inputs["tag"]
+    how = "cold boot" if layer is None else f"clone of the booted template, {layer.name}"
+    _log(f"building VM template {name} ({how}, then savevm {tag})")
     started = time.monotonic()
     try:
-        vm.prepare(replace(spec, name=name))
-        vm.start()
-        boot_id = vm.wait_for_ssh()
-        booted = time.monotonic()
-        # A clone continues exactly here: let systemd finish starting units first, then
-        # put everything on disk.
-        state = vm.probe(
-            f"timeout {SETTLE_SECONDS} systemctl is-system-running --wait; sync",
-            timeout=SETTLE_SECONDS + 30,
-        ).strip()
-        settled = time.monotonic()
+        if layer is None:
+            facts = _boot_cold(vm, replace(spec, name=name))
+        else:
+            facts = _apply_layer(replace(spec, name=name), layer)
+        ready = time.monotonic()
         vm.pause()
-        vm.save_snapshot(SNAPSHOT_TAG)
+        vm.save_snapshot(tag)
         saved = time.monotonic()
         vm.quit()
         snapshots = _snapshots_in(vm.overlay)
-        if SNAPSHOT_TAG not in snapshots:
-            raise SnapshotError(f"{vm.overlay} holds no snapshot {SNAPSHOT_TAG} after savevm")
+        if tag not in snapshots:
+            raise SnapshotError(f"{vm.overlay} holds no snapshot {tag} after savevm")
         meta = {
             "name": name,
             "inputs": inputs,
             "qemuVersion": inputs["qemu"],
             "builtAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "bootId": boot_id,  # every clone runs on with it until it reboots
-            "systemState": state,
-            "bootSeconds": round(booted - started, 1),
-            "settleSeconds": round(settled - booted, 1),
-            "saveSeconds": round(saved - settled, 1),
+            **facts,
+            "saveSeconds": round(saved - ready, 1),
             "buildSeconds": round(time.monotonic() - started, 1),
-            "vmStateBytes": snapshots[SNAPSHOT_TAG],
+            "vmStateBytes": snapshots[tag],
             "overlayBytes": vm.overlay.stat().st_blocks * 512,
         }
         _write_json(vm.state_dir / TEMPLATE_META, meta)
     except BaseException:
         vm.destroy()
         raise
-    _log(
-        f"built VM template {name} in {meta['buildSeconds']} s (boot {meta['bootSeconds']} s, "
-        f"settle {meta['settleSeconds']} s, savevm {meta['saveSeconds']} s)"
-    )
+    steps = ", ".join(f"{k.removesuffix('Seconds')} {v} s" for k, v in meta.items() if "Sec" in k)
+    _log(f"built VM template {name} ({steps})")
     return Template(vm=vm, meta=meta)
+
+
+def _boot_cold(vm: runner.Vm, spec: runner.VmSpec) -> dict[str, Any]:
+    """The booted template's state: a cold boot, finished, on disk."""
+    started = time.monotonic()
+    vm.prepare(spec)
+    vm.start()
+    boot_id = vm.wait_for_ssh()
+    booted = time.monotonic()
+    # A clone continues exactly here: let systemd finish starting units first, then
+    # put everything on disk.
+    state = vm.probe(
+        f"timeout {SETTLE_SECONDS} systemctl is-system-running --wait; sync",
+        timeout=SETTLE_SECONDS + 30,
+    ).strip()
+    return {
+        "bootId": boot_id,  # every clone runs on with it until it reboots
+        "systemState": state,
+        "bootSeconds": round(booted - started, 1),
+        "settleSeconds": round(time.monotonic() - booted, 1),
+    }
+
+
+def _apply_layer(spec: runner.VmSpec, layer: Layer) -> dict[str, Any]:
+    """A layered template's state: a clone of the booted template (its own identity, which
+    the layered template's clones then log in with), the layer's `prepare`, on disk."""
+    started = time.monotonic()
+    vm = clone(spec)
+    cloned = time.monotonic()
+    layer.prepare(vm)
+    prepared = time.monotonic()
+    # The page cache would be saved with the RAM (hundreds of MB after an install): every
+    # clone would copy and load it. The files are on the disk.
+    vm.probe("sync && echo 3 > /proc/sys/vm/drop_caches", timeout=120)
+    return {
+        "bootId": vm.boot_id(),  # the booted template's: a clone keeps it until it reboots
+        "parent": clone_info(vm)["template"],
+        "cloneSeconds": round(cloned - started, 1),
+        "prepareSeconds": round(prepared - cloned, 1),
+    }
 
 
 def _snapshots_in(overlay: Path) -> dict[str, int]:
@@ -374,19 +450,24 @@ def _snapshots_in(overlay: Path) -> dict[str, int]:
 
 
 def _prune_stale_templates(*, keep: str) -> None:
-    """Remove templates nobody can load any more (other QEMU, image or template version) and
-    half-built ones nobody is building; templates of other specs stay."""
+    """Remove templates nobody can load any more (other QEMU, image or template version),
+    half-built ones nobody is building, and templates of `keep`'s layer nobody cloned for
+    LAYER_UNUSED_SECONDS; templates of other specs stay."""
     root = vms_dir()
+    layer = json.loads((root / keep / TEMPLATE_META).read_text())["inputs"].get("layer")
     for state_dir in root.glob(f"{TEMPLATE_PREFIX}*"):
         if state_dir.name == keep or not state_dir.is_dir():
             continue
         try:
-            inputs = json.loads((state_dir / TEMPLATE_META).read_text())["inputs"]
+            meta_file = state_dir / TEMPLATE_META
+            inputs = json.loads(meta_file.read_text())["inputs"]
+            unused = time.time() - meta_file.stat().st_mtime > LAYER_UNUSED_SECONDS
             stale = (
                 inputs.get("version") != TEMPLATE_VERSION
                 or inputs.get("qemu") != qemu_version()
                 or inputs.get("image") != image.image_key(inputs.get("suite", ""))
                 or inputs.get("imageBuild") != image.cached_image(inputs["image"]).build_id
+                or (layer is not None and inputs.get("layer") == layer and unused)
             )
         except (OSError, ValueError, KeyError, TypeError, image.ImageBuildError):
             stale = True  # no metadata: half-built (its builder holds the lock)

@@ -49,6 +49,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="skip the checks that destroy instances or reboot the host",
     )
+    group.addoption(
+        "--destructive-only",
+        action="store_true",
+        help="run only the checks that destroy instances or reboot the host (for a stack the"
+        " others ran against before, with --skip-destructive)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -57,6 +63,17 @@ def pytest_configure(config: pytest.Config) -> None:
             "tests/acceptance checks a deployed stack: pytest tests/acceptance --stack NAME"
             " (or run it through `python -m dockyard_resources ci --stack-file FILE`)"
         )
+    if config.getoption("--skip-destructive") and config.getoption("--destructive-only"):
+        raise pytest.UsageError("--skip-destructive and --destructive-only exclude each other")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--destructive-only"):
+        return
+    # The destructive checks are the ones that take the `destructive` fixture.
+    kept = [item for item in items if "destructive" in getattr(item, "fixturenames", ())]
+    config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+    items[:] = kept
 
 
 @pytest.fixture(scope="session")

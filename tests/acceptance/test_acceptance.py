@@ -10,6 +10,7 @@ destroy. Destroys go through `pulumi destroy --target` (docs/ci.md has the table
 from __future__ import annotations
 
 import base64
+import hashlib
 import http.server
 import itertools
 import json
@@ -95,8 +96,13 @@ def sh(host: Host) -> SshShell:
 @pytest.fixture(scope="module")
 def real_sysbox(host: Host, sh: SshShell) -> bool:
     """False when the host runs the STAND-IN sysbox (no isolation at all)."""
-    version = sh.out(f"{shlex.quote(host.instances[0].root + '/bin/sysbox-runc')} --version")
-    return "STAND-IN" not in version
+    # Asked of the first instance still there: with --destructive-only the first use may
+    # come after a check destroyed A.
+    for inst in host.instances:
+        runc = shlex.quote(inst.root + "/bin/sysbox-runc")
+        if sh.ok(f"test -e {runc}"):
+            return "STAND-IN" not in sh.out(f"{runc} --version")
+    raise AssertionError(f"no instance on {host.name} has a sysbox-runc any more")
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +137,13 @@ class Dind:
         else:
             sh.out(inst.docker(f"pull -q {shlex.quote(self.image)}"))
 
+    def ensure_in(self, sh: SshShell, inst: Instance) -> None:
+        """`load_into` unless the instance has the image already (an earlier check loaded
+        it; with --destructive-only that check ran in an earlier run, maybe on another
+        instance)."""
+        if not sh.ok(inst.docker(f"image inspect {shlex.quote(self.image)} >/dev/null 2>&1")):
+            self.load_into(sh, inst)
+
     def inner_image_script(self, inst: Instance, name: str) -> str:
         """Makes INNER_IMAGE inside the DinD container `name`."""
         if self.local:
@@ -158,7 +171,13 @@ def dind(pytestconfig: pytest.Config, host: Host, sh: SshShell, real_sysbox: boo
         # docker:*-dind would start TLS without this; the inner CLI then needs certs.
         return Dind(choice, "-e DOCKER_TLS_CERTDIR=", local=False)
     built = dind_image.build_dind_image()
-    session(host.target).upload(built.path, DIND_TAR_ON_HOST, 0o644)
+    # A run against the same stack before (--skip-destructive, then --destructive-only) may
+    # have left the very same file there: the upload is 260 MB.
+    with built.path.open("rb") as tar:
+        local = hashlib.file_digest(tar, "sha256").hexdigest()
+    code, there = sh.run(f"sha256sum {DIND_TAR_ON_HOST} 2>/dev/null")
+    if code != 0 or there.split()[:1] != [local]:
+        session(host.target).upload(built.path, DIND_TAR_ON_HOST, 0o644)
     return Dind(built.tag, "", local=True, tar_on_host=DIND_TAR_ON_HOST)
 
 
@@ -640,6 +659,7 @@ def test_reboot_brings_back_instances_and_dind(
 ) -> None:  # fmt: skip
     b, c = roles.b, roles.c
     survivor = unique("dind-always")
+    dind.ensure_in(sh, b)
     start_dind(sh, b, dind, survivor, extra="--restart always")
     before = _boot_id(host.target)
     session(host.target).run("systemd-run --no-block systemctl reboot", step="reboot", check=False)

@@ -7,7 +7,10 @@ take over, the run stops before any delete, and everything keeps running. Renami
 converges without touching the instance; destroy leaves the machine clean.
 
 The machine is a QEMU clone used as an `existing` host (address, port and pinned host key
-in the stack file, the login key as the secret `dockyard:sshPrivateKey`).
+in the stack file, the login key as the secret `dockyard:sshPrivateKey`), cloned from the
+template on which this stack's SysboxHost (`ext-a-sysbox`) is installed already: the first
+`up` converges it in seconds instead of uploading Docker and sysbox (the install itself is
+tested in tests/hosts and by the lifecycle). Hence the fixed stack name, part of its owner.
 """
 
 from __future__ import annotations
@@ -21,17 +24,28 @@ import pytest
 from dockyard_resources.transport import close_all
 from dockyard_resources.vm import runner
 from tests.engine.dockyard_stack import DockyardStack, copy_project
-from tests.fixtures.pulumi_cli import PulumiCli, unique_stack_name
+from tests.fixtures.pulumi_cli import PulumiCli
+from tests.fixtures.sysbox_template import sysbox_host_props, sysbox_layer
 from tests.fixtures.vm import TestHost, booted_vm
 from tests.hosts.checks import Service, SshShell, dockyard_traces
 from tools.testbed.artifacts import TestbedArtifacts
 
 pytestmark = [pytest.mark.engine, pytest.mark.vm, pytest.mark.timeout(3600)]
 
+# The module's backend is its own (pulumi_backend): a fixed name cannot meet another stack.
+STACK_NAME = "rename"
+FIRST_HOST = "ext-a"
+
 
 @pytest.fixture(scope="module")
-def machine() -> Iterator[TestHost]:
-    with booted_vm() as booted:
+def machine(testbed_artifacts: TestbedArtifacts) -> Iterator[TestHost]:
+    props = sysbox_host_props(
+        testbed_artifacts.docker,
+        testbed_artifacts.sysbox,
+        owner=f"dockyard/{STACK_NAME}/{FIRST_HOST}-sysbox",
+        host_name=FIRST_HOST,
+    )
+    with booted_vm(layer=sysbox_layer(props)) as booted:
         yield booted
 
 
@@ -64,7 +78,7 @@ def stack(
 ) -> Iterator[DockyardStack]:
     # The test bed links its choice to these fixed paths (what the stack file names).
     work = copy_project(tmp_path_factory.mktemp("host-rename") / "project")
-    deployed = DockyardStack(pulumi_backend, work, unique_stack_name("rename"))
+    deployed = DockyardStack(pulumi_backend, work, STACK_NAME)
     deployed.init()
     try:
         pulumi_backend.run(
@@ -77,7 +91,7 @@ def stack(
             cwd=work,
             input_text=machine.vm.private_key,  # read from stdin: never on a command line
         )
-        deployed.set_hosts([host_config("ext-a", machine, testbed_artifacts)])
+        deployed.set_hosts([host_config(FIRST_HOST, machine, testbed_artifacts)])
         yield deployed
     finally:
         deployed.destroy(check=False)
@@ -109,7 +123,7 @@ def test_rename_is_refused_and_everything_keeps_running(
     assert sh.out("/dy1/bin/docker info --format '{{.ID}}'") == engine_id
     assert sh.out("cat /dy1/.dockyard-instance").splitlines()[0] == f"owner={owner}"
 
-    stack.set_hosts([host_config("ext-a", machine, testbed_artifacts)])
+    stack.set_hosts([host_config(FIRST_HOST, machine, testbed_artifacts)])
     back = stack.up()
     assert "update" not in back.change_summary, back.describe()
     assert sh.out("/dy1/bin/docker info --format '{{.ID}}'") == engine_id

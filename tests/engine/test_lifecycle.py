@@ -5,6 +5,13 @@ cycle in file order: each test is one step and needs the steps before it. When a
 step fails, the later ones are skipped with that reason, and the module fixture always
 destroys the stack and removes the VM (registered before the stack exists).
 
+The same stack is the one the acceptance suite (tests/acceptance) checks, so `make test`
+deploys it once: right after the first `up` (three instances created together, as in the
+testbed stack) the suite runs with --skip-destructive; its checks that destroy instances or
+reboot the host run after the lifecycle's own edits, with --destructive-only, and end with
+every instance and the SysboxHost destroyed through the engine and no trace on the host;
+the lifecycle's last step then destroys the rest.
+
 How the pending create left by a killed `pulumi up` is handled:
 `pulumi refresh --clear-pending-creates`, one of the two ways Pulumi documents (the other is
 removing `pending_operations` with `pulumi stack export` / `pulumi stack import`).
@@ -31,6 +38,7 @@ from dockyard_resources.paths import vms_dir
 from dockyard_resources.provisioning import local_vm_name
 from dockyard_resources.transport import close_all
 from dockyard_resources.vm import runner
+from tests.engine.acceptance_run import run_acceptance
 from tests.engine.dockyard_stack import DockyardStack, Run, copy_project
 from tests.engine.vm_host import VmHost
 from tests.fixtures.pulumi_cli import TEST_PASSPHRASE, PulumiCli, unique_stack_name
@@ -40,9 +48,11 @@ from tools.testbed.artifacts import TestbedArtifacts
 
 pytestmark = [pytest.mark.engine, pytest.mark.vm]
 
-VM_MEMORY_MB = 2048
+# As the testbed stack (stacks/Pulumi.testbed.yaml): the acceptance suite's Docker-in-Docker
+# checks need the room.
+VM_MEMORY_MB = 3072
 VM_CPUS = 2
-VM_DISK_GB = 10
+VM_DISK_GB = 12
 MEMBER = "engalice"
 HOST_NAME = "engine-1"
 # The stack name carries the pytest pid: VMs of killed runs are found by it (`<stack>-<host>`).
@@ -167,7 +177,7 @@ def lifecycle(
         )
         try:
             state.stack.init()
-            state.set_instances([instance_config(1), instance_config(2)])
+            state.set_instances([instance_config(n) for n in (1, 2, 3)])
             yield state
         finally:
             _destroy_everything(state)
@@ -246,13 +256,13 @@ def test_bad_config_fails_at_preview_and_touches_no_host(
         stack.pulumi("stack", "rm", "--yes", "--force", check=False)
 
 
-# --- 1. preview, then up with one host and two instances -------------------------------------
+# --- 1. preview, then up with one host and three instances -----------------------------------
 
 
-def test_preview_then_up_creates_the_host_and_two_instances(step: Lifecycle) -> None:
+def test_preview_then_up_creates_the_host_and_three_instances(step: Lifecycle) -> None:
     preview = step.stack.preview()
-    # Stack, Host component, LocalVm, SysboxHost, the network allocation and two instances.
-    assert preview.change_summary == {"create": 7}, preview.change_summary
+    # Stack, Host component, LocalVm, SysboxHost, the network allocation and three instances.
+    assert preview.change_summary == {"create": 8}, preview.change_summary
     assert not step.vm_dir.exists(), "preview must not prepare the VM"
     # The allocation's check computes the networks: the preview already shows them.
     planned = _preview_inputs(preview, step.resource_name("dy2_"))
@@ -263,7 +273,7 @@ def test_preview_then_up_creates_the_host_and_two_instances(step: Lifecycle) -> 
     }, planned
 
     up = step.stack.up()
-    assert up.change_summary == {"create": 7}, up.describe()
+    assert up.change_summary == {"create": 8}, up.describe()
 
     host = step.stack.outputs()["hosts"][step.host_name]
     assert host["provision"] == "qemu"
@@ -272,8 +282,8 @@ def test_preview_then_up_creates_the_host_and_two_instances(step: Lifecycle) -> 
     assert host["dockerVersion"] == "29.2.1"
     assert host["sysboxVersion"] == "0.6.7"
     assert host["hostKey"].startswith("ssh-ed25519 ")
-    assert sorted(host["instances"]) == ["dy1_", "dy2_"]
-    for n in (1, 2):
+    assert sorted(host["instances"]) == ["dy1_", "dy2_", "dy3_"]
+    for n in (1, 2, 3):
         inst = host["instances"][f"dy{n}_"]
         assert inst["root"] == f"/dy{n}"
         assert inst["socketPath"].startswith(f"/dy{n}/")
@@ -282,10 +292,10 @@ def test_preview_then_up_creates_the_host_and_two_instances(step: Lifecycle) -> 
         assert inst["group"] == f"dy{n}_docker"
         assert str(host["port"]) in inst["sshForward"]
 
-    infos = {prefix: step.docker_info(prefix) for prefix in ("dy1_", "dy2_")}
-    # Two separate daemons: different engine IDs.
-    assert len({info.split()[-1] for info in infos.values()}) == 2, infos
-    for n in (1, 2):
+    infos = {prefix: step.docker_info(prefix) for prefix in ("dy1_", "dy2_", "dy3_")}
+    # Three separate daemons: different engine IDs.
+    assert len({info.split()[-1] for info in infos.values()}) == 3, infos
+    for n in (1, 2, 3):
         assert Service.of(step.vm.shell, f"dy{n}_docker.service").active
 
 
@@ -296,6 +306,18 @@ def _preview_inputs(preview: Run, name: str) -> dict[str, Any]:
             inputs: dict[str, Any] = (planned.get("newState") or {}).get("inputs") or {}
             return inputs
     raise AssertionError(f"no step for {name} in the preview: {preview.steps()}")
+
+
+# --- A1. the acceptance suite on the new stack, without its destroys and reboot -------------
+
+
+@pytest.mark.acceptance
+@pytest.mark.timeout(3600)
+def test_acceptance_suite_on_the_new_stack(
+    step: Lifecycle, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its first checks need instances nobody touched since Pulumi created them together."""
+    run_acceptance(step.stack, capsys, "--skip-destructive")
 
 
 # --- 9. no secret in clear text in the state ------------------------------------------------
@@ -394,18 +416,18 @@ def _changed_urns(run: Run) -> list[str]:
 
 
 def test_adding_an_instance_creates_only_it(step: Lifecycle) -> None:
-    step.set_instances([instance_config(1), instance_config(2), instance_config(3)])
+    step.set_instances([instance_config(n) for n in (1, 2, 3, 4)])
     up = step.stack.up()
-    # Besides the new instance only the allocation (pure, no SSH) changes: it adds dy3_.
+    # Besides the new instance only the allocation (pure, no SSH) changes: it adds dy4_.
     assert up.change_summary == {"create": 1, "update": 1}, up.describe()
-    assert up.urns("create") == [step.urn("dy3_")]
+    assert up.urns("create") == [step.urn("dy4_")]
     assert up.urns("update") == [step.urn("networks")]
-    assert step.docker_info("dy3_")
+    assert step.docker_info("dy4_")
 
 
 def test_changing_members_is_one_update_in_place(step: Lifecycle) -> None:
     step.vm.out(f"id -u {MEMBER} >/dev/null 2>&1 || useradd --no-create-home {MEMBER}")
-    step.set_instances([instance_config(1, [MEMBER]), instance_config(2), instance_config(3)])
+    step.set_instances([instance_config(1, [MEMBER]), *(instance_config(n) for n in (2, 3, 4))])
     up = step.stack.up()
     assert up.change_summary == {"update": 1}, up.describe()
     assert up.urns("update") == [step.urn("dy1_")]
@@ -417,7 +439,7 @@ def test_changing_members_is_one_update_in_place(step: Lifecycle) -> None:
 
 
 def test_interrupted_up_then_up_converges(step: Lifecycle, tmp_path: Path) -> None:
-    instances = [instance_config(1, [MEMBER]), *(instance_config(n) for n in (2, 3, 4))]
+    instances = [instance_config(1, [MEMBER]), *(instance_config(n) for n in (2, 3, 4, 5))]
     step.set_instances(instances)
     log = tmp_path / "interrupted-up.log"
     with log.open("w") as out:
@@ -433,10 +455,10 @@ def test_interrupted_up_then_up_converges(step: Lifecycle, tmp_path: Path) -> No
         )
     started_by_cli: dict[int, str] = {}
     try:
-        # Midway: the engine has begun creating dy4_ on the host (its root exists).
+        # Midway: the engine has begun creating dy5_ on the host (its root exists).
         _wait_for(
-            lambda: cli.poll() is not None or step.vm.ok("test -d /dy4"),
-            "the interrupted up to start creating dy4_",
+            lambda: cli.poll() is not None or step.vm.ok("test -d /dy5"),
+            "the interrupted up to start creating dy5_",
             seconds=600,
         )
         assert cli.poll() is None, f"up finished before it could be interrupted:\n{log.read_text()}"
@@ -456,7 +478,7 @@ def test_interrupted_up_then_up_converges(step: Lifecycle, tmp_path: Path) -> No
     step.stack.pulumi("cancel", "--yes", check=False)
     pending = step.stack.export()["deployment"].get("pending_operations") or []
     assert [(p["type"], p["resource"]["urn"].rsplit("::", 1)[-1]) for p in pending] == [
-        ("creating", step.resource_name("dy4_"))
+        ("creating", step.resource_name("dy5_"))
     ], pending
 
     cleared = step.stack.refresh("--clear-pending-creates")
@@ -465,10 +487,10 @@ def test_interrupted_up_then_up_converges(step: Lifecycle, tmp_path: Path) -> No
 
     up = step.stack.up()
     assert up.change_summary == {"create": 1}, up.describe()
-    assert up.urns("create") == [step.urn("dy4_")]
-    assert step.docker_info("dy4_")
+    assert up.urns("create") == [step.urn("dy5_")]
+    assert step.docker_info("dy5_")
     step.stack.refresh("--expect-no-changes")
-    for n in (1, 2, 3, 4):
+    for n in (1, 2, 3, 4, 5):
         assert Service.of(step.vm.shell, f"dy{n}_docker.service").active
 
 
@@ -529,11 +551,11 @@ def reap(processes: dict[int, str]) -> list[int]:
 
 
 def test_removing_the_first_instance_changes_no_other_instance(step: Lifecycle) -> None:
-    kept = ["dy2_", "dy3_", "dy4_"]
+    kept = ["dy2_", "dy3_", "dy4_", "dy5_"]
     before = {prefix: step.instance_outputs(prefix) for prefix in kept}
     removed, allocation = step.urn("dy1_"), step.urn("networks")
 
-    step.set_instances([instance_config(n) for n in (2, 3, 4)])
+    step.set_instances([instance_config(n) for n in (2, 3, 4, 5)])
     up = step.stack.up()
     # A fresh first-fit allocation would have moved dy2_ onto dy1_'s networks, and the
     # host's conflict check would have refused that update (dy1_ is deleted last).
@@ -550,19 +572,32 @@ def test_removing_the_first_instance_changes_no_other_instance(step: Lifecycle) 
     step.stack.preview("--expect-no-changes")
 
 
+# --- A2. the acceptance suite's destroys and reboot ------------------------------------------
+
+
+@pytest.mark.acceptance
+@pytest.mark.timeout(3600)
+def test_acceptance_suite_destroys_and_reboot(
+    step: Lifecycle, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Parking, destroy under load, reboot, and the full destroy of every instance and the
+    SysboxHost through the engine (targets), which must leave no trace on the host."""
+    run_acceptance(step.stack, capsys, "--destructive-only")
+
+
 # --- 7. destroy: the host keeps nothing of Dockyard, a second destroy is a no-op --------------
 
 
 def test_destroy_leaves_nothing_on_the_host(step: Lifecycle) -> None:
-    # dy1_ was removed by the step before; it is checked for traces again all the same.
-    prefixes = [f"dy{n}_" for n in (2, 3, 4)]
+    # The acceptance suite's last check destroyed the SysboxHost and every instance with
+    # `destroy --target`, the VM still there to be inspected; this checks it again (dy1_,
+    # removed before, included) and then destroys the rest.
     vm = step.vm
-    # First everything Dockyard put on the VM, so the VM is still there to be inspected.
-    targets = [step.urn("sysbox"), *(step.urn(p) for p in prefixes)]
-    partial = step.stack.destroy(*(arg for urn in targets for arg in ("--target", urn)))
-    assert partial.change_summary == {"delete": 4}, partial.describe()
-    assert sorted(partial.urns("delete")) == sorted(targets)
-    traces = vm.dockyard_traces(["dy1_", *prefixes], [f"/dy{n}" for n in (1, 2, 3, 4)])
+    prefixes = [f"dy{n}_" for n in range(1, 6)]
+    host_side = {f"{step.host_name}-sysbox", *(step.resource_name(p) for p in prefixes)}
+    names = [str(r["urn"]).rsplit("::", 1)[-1] for r in step.stack.resources()]
+    assert [name for name in names if name in host_side] == [], names
+    traces = vm.dockyard_traces(prefixes, [f"/dy{n}" for n in range(1, 6)])
     assert traces == [], traces
     assert vm.ok(f"id -u {MEMBER}"), "members are only taken out of the group"
 

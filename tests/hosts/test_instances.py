@@ -24,7 +24,8 @@ from dockyard_resources.render import sysbox_host as sysbox_render
 from dockyard_resources.render.instance import InstanceSpec
 from dockyard_resources.render.layout import SYSBOX_SERVICE
 from dockyard_resources.transport import CommandFailed, SshTarget, session
-from tests.fixtures.vm import TestHost
+from tests.fixtures.sysbox_template import sysbox_host_props, sysbox_layer
+from tests.fixtures.vm import TestHost, booted_vm
 from tests.hosts.checks import (
     File,
     Group,
@@ -96,23 +97,23 @@ SYSBOX_OWNER = "tests/hosts/testhost-sysbox"
 def _install_sysbox_host(
     target: SshTarget, chosen: TestbedArtifacts, owner: str = SYSBOX_OWNER
 ) -> None:
-    def artifact(version: str, art: Any) -> dict[str, Any]:
-        return {
-            "version": version,
-            "artifacts": {"x86_64": {"url": str(art.path), "sha256": art.sha256}},
-        }
-
-    request = sysbox_host.HostRequest.from_props(
-        {
-            "hostName": "testhost",
-            "connection": {"host": target.host},
-            "docker": artifact(DOCKER_VERSION, chosen.docker),
-            "sysbox": artifact(SYSBOX_VERSION, chosen.sysbox),
-            "artifactsMode": "upload",
-            "owner": owner,
-        }
-    )
+    props = sysbox_host_props(chosen.docker, chosen.sysbox, owner=owner)
+    request = sysbox_host.HostRequest.from_props({**props, "connection": {"host": target.host}})
     sysbox_host.install(target, request)
+
+
+def sysbox_host_vm(chosen: TestbedArtifacts) -> Iterator[TestHost]:
+    """A VM of its own, cloned from the template on which `_install_sysbox_host(target,
+    chosen)` already ran: the install the fixtures then run only converges, in seconds (the
+    install itself is tested by test_sysbox_host.py)."""
+    props = sysbox_host_props(chosen.docker, chosen.sysbox, owner=SYSBOX_OWNER)
+    with booted_vm(layer=sysbox_layer(props)) as booted:
+        yield booted
+
+
+@pytest.fixture(scope="module")
+def host(testbed_artifacts: TestbedArtifacts) -> Iterator[TestHost]:
+    yield from sysbox_host_vm(testbed_artifacts)
 
 
 def _wait(condition: Any, what: str, seconds: float = 120) -> None:

@@ -38,7 +38,12 @@ from dockyard_resources.render.instance import InstanceSpec
 from dockyard_resources.transport import session
 from tests.fixtures.vm import TestHost
 from tests.hosts.checks import IptablesRules, SshShell
-from tests.hosts.test_instances import _connection, _install_sysbox_host, _props
+from tests.hosts.test_instances import (
+    _connection,
+    _install_sysbox_host,
+    _props,
+    sysbox_host_vm,
+)
 from tools.testbed.artifacts import TestbedArtifacts
 from tools.testimage.busybox_image import DEFAULT_TAG, image_archive
 
@@ -119,6 +124,11 @@ def _forwarding(sh: SshShell) -> tuple[str, str]:
 def forwarding_before(host: TestHost, sh: SshShell) -> tuple[str, str]:
     """The host's forwarding before any instance exists (read before `instances`)."""
     return _forwarding(sh)
+
+
+@pytest.fixture(scope="module")
+def host(testbed_artifacts: TestbedArtifacts) -> Iterator[TestHost]:
+    yield from sysbox_host_vm(testbed_artifacts)
 
 
 @pytest.fixture(scope="module")

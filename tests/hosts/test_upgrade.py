@@ -17,9 +17,10 @@ import pytest
 
 from dockyard_resources.providers.instance import DockyardInstanceProvider
 from dockyard_resources.providers.sysbox_host import SysboxHostProvider
+from tests.fixtures.sysbox_template import ArtifactFile, sysbox_host_props, sysbox_layer
 from tests.fixtures.vm import TestHost, booted_vm
 from tests.hosts.checks import SshShell
-from tests.hosts.test_instances import DOCKER_VERSION, SYSBOX_VERSION, _connection, _props
+from tests.hosts.test_instances import DOCKER_VERSION, _connection, _props
 from tools.standins.build import Standins
 from tools.testbed.artifacts import TestbedArtifacts
 
@@ -28,32 +29,22 @@ pytestmark = [pytest.mark.vm, pytest.mark.timeout(3600)]
 OWNER = "tests/upgrade/testhost-sysbox"
 
 
-def sysbox_props(conn: dict[str, Any], docker: Any, sysbox: Any) -> dict[str, Any]:
-    def artifact(version: str, art: Any) -> dict[str, Any]:
-        return {
-            "version": version,
-            "artifacts": {"x86_64": {"url": str(art.path), "sha256": art.sha256}},
-        }
-
-    return {
-        "connection": conn,
-        "hostName": "testhost",
-        "owner": OWNER,
-        "docker": artifact(DOCKER_VERSION, docker),
-        "sysbox": artifact(SYSBOX_VERSION, sysbox),
-        "artifactsMode": "upload",
-        "allowSysboxRestart": True,
-    }
+def sysbox_props(docker: ArtifactFile, sysbox: ArtifactFile) -> dict[str, Any]:
+    """The SysboxHost's inputs without `connection`."""
+    return sysbox_host_props(docker, sysbox, owner=OWNER, allow_restart=True)
 
 
 @pytest.fixture(scope="module")
-def host(testbed_artifacts: TestbedArtifacts) -> Iterator[TestHost]:
+def host(testbed_artifacts: TestbedArtifacts, standins: Standins) -> Iterator[TestHost]:
+    """A clone of the template on which the STAND-IN SysboxHost is installed: the test's
+    own create of it then only converges (the upgrade from there is what is tested)."""
     if not testbed_artifacts.real_sysbox:
         pytest.skip(
             "the test bed itself uses the STAND-INs: there is no second set of binaries to"
             f" upgrade to ({testbed_artifacts.describe()})"
         )
-    with booted_vm() as booted:
+    layer = sysbox_layer(sysbox_props(standins.docker, standins.sysbox))
+    with booted_vm(layer=layer) as booted:
         yield booted
 
 
@@ -78,7 +69,8 @@ def test_new_binaries_restart_each_instance_onto_them_one_at_a_time(
     conn = _connection(host.target)
     hosts = SysboxHostProvider()
     provider = DockyardInstanceProvider()
-    old = hosts.create(sysbox_props(conn, standins.docker, standins.sysbox)).outs or {}
+    old_inputs = {**sysbox_props(standins.docker, standins.sysbox), "connection": conn}
+    old = hosts.create(old_inputs).outs or {}
 
     def with_binaries(props: dict[str, Any], outs: dict[str, Any]) -> dict[str, Any]:
         return {**props, "dockerSha256": outs["dockerSha256"], "sysboxSha256": outs["sysboxSha256"]}
@@ -90,7 +82,10 @@ def test_new_binaries_restart_each_instance_onto_them_one_at_a_time(
         before = [server_version(sh, f"/dy{n}") for n in (1, 2)]
         assert all(v != DOCKER_VERSION for v in before), before  # Debian's 26.1 stand-in
 
-        new_inputs = sysbox_props(conn, testbed_artifacts.docker, testbed_artifacts.sysbox)
+        new_inputs = {
+            **sysbox_props(testbed_artifacts.docker, testbed_artifacts.sysbox),
+            "connection": conn,
+        }
         new = hosts.update("id", old, new_inputs).outs or {}
         assert new["dockerDir"] == old["dockerDir"]  # same version: same directory
         assert new["dockerSha256"] != old["dockerSha256"]

@@ -55,12 +55,32 @@ def test_template_name_is_left_alone_by_the_reapers() -> None:
     assert inputs["qemu"].startswith("QEMU emulator version")
 
 
+def test_a_layered_template_is_named_by_its_layer_and_its_inputs() -> None:
+    spec = test_vm_spec("pytest-1-1")
+    base = image.ensure_image(spec.suite)
+    plain = snapshot.template_inputs(spec, base)
+
+    def layer(**inputs: str) -> snapshot.Layer:
+        return snapshot.Layer(name="extra", inputs=inputs, prepare=lambda _vm: None)
+
+    layered = snapshot.template_inputs(spec, base, layer(script="a"))
+    assert layered["tag"] == "extra" and plain["tag"] == snapshot.SNAPSHOT_TAG
+    # Everything the booted template depends on, the layered one depends on too.
+    assert {k: v for k, v in layered.items() if k in plain and k != "tag"} == {
+        k: v for k, v in plain.items() if k != "tag"
+    }
+    name = snapshot.template_name(layered)
+    assert name.startswith(f"template-{base.key}-extra-")
+    assert snapshot.template_name(snapshot.template_inputs(spec, base, layer(script="b"))) != name
+    assert snapshot.template_name(plain) != name
+
+
 def test_launch_falls_back_to_a_cold_boot(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     booted: list[str] = []
 
-    def broken_clone(spec: runner.VmSpec) -> runner.Vm:
+    def broken_clone(spec: runner.VmSpec, layer: snapshot.Layer | None = None) -> runner.Vm:
         raise snapshot.SnapshotError("qemu did not start from snapshot 'booted': invalid")
 
     def cold_launch(spec: runner.VmSpec) -> runner.Vm:
@@ -73,6 +93,11 @@ def test_launch_falls_back_to_a_cold_boot(
     assert booted == ["pytest-fallback-1"]
     assert vm.state_dir.name == "pytest-fallback-1"
     assert "booting it cold instead" in capsys.readouterr().err
+    # A layer's state is put on the cold-booted VM instead.
+    prepared: list[str] = []
+    layer = snapshot.Layer("extra", {}, lambda vm: prepared.append(vm.state_dir.name))
+    snapshot.launch(test_vm_spec("pytest-fallback-2"), layer)
+    assert booted[-1] == prepared[-1] == "pytest-fallback-2"
 
 
 def assert_clock_is_now(host: TestHost) -> None:
