@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from dockyard_resources.config.networks import NETWORK_KEYS
 from dockyard_resources.providers import instance as provider_module
 from dockyard_resources.providers.instance import UNKNOWN, DockyardInstanceProvider, outputs
 
@@ -84,10 +85,17 @@ def test_check_names_the_key_and_the_problem(
 
 def test_check_reports_missing_inputs(provider: DockyardInstanceProvider) -> None:
     props = with_()
-    del props["poolBase"]
+    del props["root"]
     failures = provider.check({}, props).failures
     # The key is named once: Pulumi prints the property before the reason.
-    assert [(f.property, f.reason) for f in failures] == [("poolBase", "is required")]
+    assert [(f.property, f.reason) for f in failures] == [("root", "is required")]
+
+
+def test_check_accepts_networks_left_to_the_host(provider: DockyardInstanceProvider) -> None:
+    """Network inputs are what the stack file writes: any of them may be absent."""
+    for absent in (NETWORK_KEYS, ("bridgeCidr", "fixedCidr"), ("poolBase",)):
+        props = {k: v for k, v in INPUTS.items() if k not in absent}
+        assert provider.check({}, props).failures == [], absent
 
 
 def test_check_tolerates_unknowns_at_preview(provider: DockyardInstanceProvider) -> None:
@@ -148,6 +156,35 @@ def test_diff_settings_change_is_in_place_update(
     provider: DockyardInstanceProvider, changes: dict[str, Any]
 ) -> None:
     result = provider.diff("id", olds(), with_(**changes))
+    assert result.changes is True and result.replaces == []
+
+
+def test_diff_networks_the_file_omits_are_kept_and_no_change(
+    provider: DockyardInstanceProvider,
+) -> None:
+    """The state holds the networks the instance has (chosen by the host, or written before);
+    inputs that leave them out, or write what it has, change nothing."""
+    for absent in (NETWORK_KEYS, ("bridgeCidr", "fixedCidr"), ("poolBase", "poolSize")):
+        news = {k: v for k, v in INPUTS.items() if k not in absent}
+        assert provider.diff("id", olds(), news).changes is False, absent
+    only_bridge = {k: v for k, v in INPUTS.items() if k != "fixedCidr"}  # fixed = its network
+    assert provider.diff("id", olds(), only_bridge).changes is False
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        {"poolSize": 26.0},  # resizes the kept pool
+        {"bridgeCidr": "172.22.148.1/24"},  # moves the bridge, fixedCidr with it
+        {"fixedCidr": "172.22.147.0/25"},  # within the kept bridge
+        {"poolSize": 12.0},  # does not fit the kept /16: the update says why
+    ],
+)
+def test_diff_a_written_network_that_differs_is_an_update(
+    provider: DockyardInstanceProvider, written: dict[str, Any]
+) -> None:
+    news = {**{k: v for k, v in INPUTS.items() if k not in NETWORK_KEYS}, **written}
+    result = provider.diff("id", olds(), news)
     assert result.changes is True and result.replaces == []
 
 
