@@ -97,8 +97,8 @@ def render_report(hosts: Sequence[HostSpec]) -> list[str]:
         lines.append("no instances")
     else:
         lines.extend(_table(instance_rows))
-        lines.append("* allocated (omitted in the stack file) as for a new stack; a deployed stack")
-        lines.append("  keeps the networks its instances already have (see docs/configuration.md)")
+        lines.append("* allocated (omitted in the stack file) as on an empty host; a host chooses")
+        lines.append("  free ones at create and an instance keeps its own (docs/configuration.md)")
     return lines
 
 
