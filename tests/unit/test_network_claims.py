@@ -291,3 +291,16 @@ def test_remove_of_another_owners_instance_keeps_its_claim(host: Host) -> None:
     ran = run(host, hostops._remove_script(spec, []))
     assert ran.code == 0 and "left alone" in ran.out, ran.out
     assert claim_file(host)["owner"] == OTHER
+
+
+def test_a_second_owner_installing_the_same_networks_is_refused(host: Host) -> None:
+    """The reviewer's case at the install itself: the other stack's instance holds these
+    networks (another prefix and root), so installing them again is refused."""
+    first = host.spec()
+    assert run(host, hostops._install_script(first)).code == 0
+    props = {**_props(first), "prefix": "zq8_", "root": str(host.base / "zq8"), "owner": OTHER}
+    second = type(first).from_props(props)
+    ran = run(host, hostops._install_script(second))
+    assert ran.code == 3, ran.out
+    assert f"overlaps the bridge {first.bridge_cidr} of Dockyard instance {PREFIX}" in (ran.out)
+    assert not Path(second.root).exists()
