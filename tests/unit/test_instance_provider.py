@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from dockyard_resources.config.networks import NETWORK_KEYS
 from dockyard_resources.providers import instance as provider_module
 from dockyard_resources.providers.instance import UNKNOWN, DockyardInstanceProvider, outputs
+from dockyard_resources.render import facts
 
 INPUTS: dict[str, Any] = {
     "connection": {
@@ -232,3 +234,62 @@ def test_diff_and_check_never_touch_the_network(
     monkeypatch.setattr(provider_module, "_run", no_ssh)
     provider.check({}, INPUTS)
     provider.diff("id", olds(), with_(poolBase="172.29.0.0/16"))
+
+
+# What the fake host's claim step answers.
+CHOSEN: dict[str, Any] = {
+    "bridgeCidr": "172.16.4.1/24",
+    "fixedCidr": "172.16.4.0/24",
+    "poolBase": "172.22.0.0/19",
+    "poolSize": 24,
+}
+
+
+class FakeHost:
+    """Records the steps the provider runs; the claim step answers with `CHOSEN`."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[str, str]] = []
+
+    def run(self, script: str, *, step: str, **_options: Any) -> Any:
+        self.steps.append((step, script))
+        claimed = facts.line("claim", CHOSEN) if step.startswith("claim networks") else ""
+        return SimpleNamespace(stdout=claimed, stderr="", exit_code=0)
+
+
+@pytest.fixture
+def fake_host(monkeypatch: pytest.MonkeyPatch) -> FakeHost:
+    host = FakeHost()
+    monkeypatch.setattr(provider_module, "_run", lambda _props: host)
+    return host
+
+
+def test_create_leaving_networks_out_claims_them_on_the_host_first(
+    provider: DockyardInstanceProvider, fake_host: FakeHost
+) -> None:
+    props = {k: v for k, v in INPUTS.items() if k not in NETWORK_KEYS}
+    outs = provider.create(props).outs or {}
+    steps = [step for step, _ in fake_host.steps]
+    assert steps[:2] == ["claim networks for dy1_", "install instance dy1_"], steps
+    # The install is rendered with what the host chose, and the outputs carry it.
+    install = fake_host.steps[1][1]
+    assert "want_bridge=172.16.4.1/24\n" in install and "want_pool=172.22.0.0/19\n" in install
+    assert {k: outs[k] for k in NETWORK_KEYS} == CHOSEN
+    assert outs["networks"]["bridge"] == "172.16.4.1/24"
+
+
+def test_create_and_update_with_known_networks_claim_inside_the_install_only(
+    provider: DockyardInstanceProvider, fake_host: FakeHost
+) -> None:
+    provider.create(INPUTS)
+    kept = {k: v for k, v in INPUTS.items() if k not in NETWORK_KEYS}
+    outs = provider.update("id", olds(), {**kept, "members": ["alice", "bob"]}).outs or {}
+    steps = [step for step, _ in fake_host.steps]
+    assert not [s for s in steps if s.startswith("claim networks")], steps
+    # The update keeps the networks the instance has.
+    assert {k: outs[k] for k in NETWORK_KEYS} == {
+        "bridgeCidr": INPUTS["bridgeCidr"],
+        "fixedCidr": INPUTS["fixedCidr"],
+        "poolBase": INPUTS["poolBase"],
+        "poolSize": 24,
+    }
