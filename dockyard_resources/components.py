@@ -1,9 +1,10 @@
 """`dockyard:index:Host`: one host's resources grouped so a preview reads as a tree.
 
 Inside a host the order is provision -> SysboxHost -> DockyardInstances: the SysboxHost
-depends on the provisioned machine, every instance on the SysboxHost and on the host's
-`NetworkAllocation` (where its networks come from), and the instances of a host do not
-depend on each other, so Pulumi creates them in parallel and destroys everything in reverse.
+depends on the provisioned machine, every instance on the SysboxHost, and the instances of a
+host do not depend on each other, so Pulumi creates them in parallel and destroys everything
+in reverse. An instance gets the networks the stack file writes; the others it keeps, or,
+when new, its host chooses (hostops/network_claims.py).
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import pulumi
 
 from dockyard_resources.cloud.keys import LoginKey, stack_login_key
 from dockyard_resources.config import ConfigError, validate_hosts
+from dockyard_resources.config.networks import NETWORK_KEYS
 from dockyard_resources.config.spec import HostSpec, ResolvedInstance
 from dockyard_resources.providers.instance import DockyardInstance
-from dockyard_resources.providers.networks import NetworkAllocation, requested_props
 from dockyard_resources.providers.sysbox_host import SysboxHost
 from dockyard_resources.provisioning import ProvisionedHost, output_of, provision_host
 
@@ -56,10 +57,6 @@ def instance_resource_name(host_name: str, prefix: str) -> str:
     return f"{host_name}-{prefix}"
 
 
-def allocation_resource_name(host_name: str) -> str:
-    return f"{host_name}-networks"
-
-
 def invalid_config_message(errors: list[str], where: str) -> str:
     count = f"{len(errors)} problem{'s' if len(errors) != 1 else ''}"
     lines = [f"invalid configuration of {where} ({count}):", *(f"  - {e}" for e in errors)]
@@ -87,7 +84,6 @@ class DockyardHost(pulumi.ComponentResource):
 
     provisioned: ProvisionedHost
     sysbox: SysboxHost
-    networks: NetworkAllocation
     instances: dict[str, DockyardInstance]
     outputs: dict[str, Any]
 
@@ -115,13 +111,6 @@ class DockyardHost(pulumi.ComponentResource):
             allow_sysbox_restart=spec.allow_sysbox_restart,
             # SysboxHost itself keeps its `connection` output secret.
             opts=pulumi.ResourceOptions(parent=self, depends_on=self.provisioned.ready),
-        )
-        # Networks a deployed instance has stay with it: see providers/networks.py.
-        self.networks = NetworkAllocation(
-            allocation_resource_name(spec.name),
-            host_name=spec.name,
-            instances=[requested_props(instance) for instance in spec.instances],
-            opts=pulumi.ResourceOptions(parent=self),
         )
         self.instances = {
             instance.prefix: self._instance(spec.name, instance) for instance in spec.instances
@@ -155,8 +144,9 @@ class DockyardHost(pulumi.ComponentResource):
         # The SysboxHost has seen (or enforced) the host key: instances connect pinned.
         connection = {**self.provisioned.connection, "hostKey": self.sysbox.hostKey}
         name = instance_resource_name(host_name, instance.prefix)
-        # Not the fresh allocation of the spec: what the allocation resource keeps.
-        networks = self.networks.networks_of(instance.prefix)
+        # Only what the stack file writes, not the spec's allocation for an empty host.
+        props = instance.props()
+        written = {k: None if k in instance.allocated else props[k] for k in NETWORK_KEYS}
         return DockyardInstance(
             name,
             owner=owner_id(name),
@@ -169,16 +159,16 @@ class DockyardHost(pulumi.ComponentResource):
             sysbox_sha256=self.sysbox.sysboxSha256,
             prefix=instance.prefix,
             root=instance.root,
-            bridge_cidr=networks["bridgeCidr"],
-            fixed_cidr=networks["fixedCidr"],
-            pool_base=networks["poolBase"],
-            pool_size=networks["poolSize"],
+            bridge_cidr=written["bridgeCidr"],
+            fixed_cidr=written["fixedCidr"],
+            pool_base=written["poolBase"],
+            pool_size=written["poolSize"],
             members=list(instance.members),
             network_isolation=None if instance.network_isolation else False,
             enabled=None if instance.enabled else False,
             allow_data_loss=True if instance.allow_data_loss else None,
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[self.sysbox, self.networks], protect=instance.protect
+                parent=self, depends_on=[self.sysbox], protect=instance.protect
             ),
         )
 

@@ -20,8 +20,8 @@ from dockyard_resources.config.spec import ResolvedInstance
 FILE_WIDTH: Final = 160
 ALLOCATED_MARK: Final = "*"
 ALLOCATED_NOTE: Final = (
-    f"{ALLOCATED_MARK} allocated (omitted in the stack file) as for a new stack; a deployed"
-    " stack keeps the networks its instances already have (see docs/configuration.md)"
+    f"{ALLOCATED_MARK} allocated (omitted in the stack file) as on an empty host; a host chooses"
+    " free ones at create and an instance keeps its own (docs/configuration.md)"
 )
 
 

@@ -22,7 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from dockyard_resources.config.network_request import NetworkRequest
 from dockyard_resources.hostops import instance as instance_ops
+from dockyard_resources.hostops import network_claims
 from dockyard_resources.render import instance as instance_render
 from dockyard_resources.render import sysbox_host as sysbox_render
 from dockyard_resources.transport.upload import upload_script
@@ -105,7 +107,8 @@ def instance_scripts() -> Iterator[Script]:
         spec = instance_render.InstanceSpec.from_props(props)
         name = f"instance {spec.prefix}"
         # The scripts hostops.instance runs; a fix goes into the template named last (or
-        # one it includes: stale-binaries.sh.j2, system-dir-guard.sh.j2).
+        # one it includes: stale-binaries.sh.j2, system-dir-guard.sh.j2,
+        # claim-networks.sh.j2, release-networks.sh.j2).
         for what, text, template in (
             ("install", instance_ops._install_script(spec), "install"),
             ("install (adopt)", instance_ops._install_script(spec, adopt=True), "install"),
@@ -117,10 +120,22 @@ def instance_scripts() -> Iterator[Script]:
             ("inspect", instance_ops._inspect_script(spec), "inspect"),
             ("activate", instance_ops._activate_script(spec, restart=False), "activate"),
             ("activate (restart)", instance_ops._activate_script(spec, restart=True), "activate"),
-            ("probe", instance_ops._probe_script(spec), "probe"),
             ("exists", instance_ops._exists_script(spec), "exists"),
         ):
             yield Script(f"{name}: {what}", text, f"{TEMPLATES}/instance/{template}.sh.j2")
+        # The claim of a create that leaves networks to the host: both parts, or one of them.
+        for what, request in (
+            ("claim (bridge and pool chosen)", NetworkRequest(None, None, None, 24)),
+            ("claim (pool chosen)", NetworkRequest(spec.bridge_cidr, spec.fixed_cidr, None, 26)),
+            ("claim (bridge chosen)", NetworkRequest(None, None, spec.pool_base, spec.pool_size)),
+        ):
+            text = network_claims.claim_script(
+                spec,
+                request,
+                guards=instance_ops.guards(),
+                dir_guard=instance_ops._system_dir_patterns(),
+            )
+            yield Script(f"{name}: {what}", text, f"{TEMPLATES}/instance/claim-networks.sh.j2")
         for f in instance_render.instance_files(spec):
             if f.path.startswith(spec.path("bin", "")):
                 program = f.path.rsplit("/", 1)[1]

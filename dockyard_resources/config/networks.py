@@ -3,23 +3,21 @@
 Scheme (documented in docs/configuration.md):
 - Explicit networks are checked first: per instance (fixedCidr nested in the bridge network and
   holding the bridge address, poolSize longer than poolBase), then pairwise across instances.
-- Omitted networks are then filled in. With `previous` (what a deployed stack gave its
-  instances, see `providers/networks.py`) an instance that is still there keeps the networks it
-  was allocated, unless they now overlap an explicit network (explicit networks always win).
-- Everything else is allocated in instance order, first fit, avoiding every explicit and kept
-  network and everything allocated before, and (if there is room) every network `previous`
-  held, so that a network freed in this run is not handed on while its old owner still exists:
-  a bridge gets the next free /24 of 172.16.0.0/16 (gateway .1, fixedCidr = that /24), a pool
-  the next free /19 of 172.18.0.0-172.30.255.255 (see `POOL_CANDIDATES` for the order) with
-  poolSize 24. 172.17.0.0/16 (Docker's default bridge) and 172.31.0.0/16 (AWS's default VPC)
-  are never handed out.
-Without `previous` the result depends on the stack file alone (what `validate` shows).
+- Omitted networks are then filled in, in instance order, first fit, avoiding every explicit
+  network and everything allocated before: a bridge gets the next free /24 of 172.16.0.0/16
+  (gateway .1, fixedCidr = that /24), a pool the next free /19 of 172.18.0.0-172.30.255.255
+  (see `POOL_CANDIDATES` for the order) with poolSize 24. 172.17.0.0/16 (Docker's default
+  bridge) and 172.31.0.0/16 (AWS's default VPC) are never handed out.
+The result depends on the stack file alone: it is what `validate` shows, what an empty host
+would give. A deployed instance's networks are chosen on its host, where the same candidates
+are tried in the same order while avoiding what the host already holds
+(`hostops/network_claims.py`), and kept from then on (`config/network_request.py`).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -66,7 +64,8 @@ class RequestedNetworks(Protocol):
 
 @dataclass(frozen=True)
 class Requested:
-    """A `RequestedNetworks` outside the pydantic models (the allocation resource's inputs)."""
+    """A `RequestedNetworks` outside the pydantic models (a `DockyardInstance`'s network
+    inputs: only what the stack file writes)."""
 
     prefix: str
     bridge_cidr: Interface | None = None
@@ -95,10 +94,8 @@ class InstanceNetworks:
     fixed_cidr: Net
     pool_base: Net
     pool_size: int
-    # Keys not written in the stack file (allocated, kept or derived).
-    allocated: frozenset[str]
-    # Keys whose value was kept from `previous` (a subset of `allocated`).
-    kept: frozenset[str] = frozenset()
+    # Keys not written in the stack file (allocated or derived).
+    allocated: frozenset[str] = frozenset()
 
     def props(self) -> dict[str, Any]:
         return {
@@ -107,14 +104,6 @@ class InstanceNetworks:
             "poolBase": str(self.pool_base),
             "poolSize": self.pool_size,
         }
-
-
-@dataclass(frozen=True)
-class Deployed:
-    """One instance as a deployed stack has it: what was requested and what it got."""
-
-    requested: RequestedNetworks
-    networks: InstanceNetworks
 
 
 @dataclass(frozen=True)
@@ -217,36 +206,39 @@ class _Taken:
         for spans, blocked in zip(self._SPANS, self.blocked, strict=True):
             blocked.update(i for i, span in enumerate(spans) if _overlap(span, claim.span))
 
-    def free(self, network: Net) -> bool:
-        span = _span(network)
-        return not any(_overlap(span, c.span) for c in self.claims)
-
-    def first_free(self, space: int, avoid: _Taken) -> Net | None:
-        """The first candidate of a space overlapping nothing taken, preferring one that also
-        avoids `avoid`."""
-        candidates = self.SPACES[space]
-        mine, theirs = self.blocked[space], avoid.blocked[space]
-        for skip in (mine | theirs, mine) if theirs else (mine,):
-            for i, candidate in enumerate(candidates):
-                if i not in skip:
-                    return candidate
-        return None
+    def first_free(self, space: int) -> Net | None:
+        """The first candidate of a space overlapping nothing taken."""
+        blocked = self.blocked[space]
+        return next((c for i, c in enumerate(self.SPACES[space]) if i not in blocked), None)
 
 
 _BRIDGES: Final = 0
 _POOLS: Final = 1
 
 
+def bridge_candidates() -> list[Interface]:
+    """The bridges a host hands out, in first-fit order: gateway .1 of each /24."""
+    return [Interface(f"{net.network_address + 1}/{net.prefixlen}") for net in BRIDGE_CANDIDATES]
+
+
+def bridge_pair(bridge_cidr: Interface | None, fixed_cidr: Net | None) -> tuple[Interface, Net]:
+    """The bridge address and fixed range from what is given of them (at least one): the
+    fixed range defaults to the bridge network, the bridge to the first address of the fixed
+    range."""
+    if bridge_cidr is None:
+        if fixed_cidr is None:
+            raise ValueError("bridge_pair needs bridgeCidr or fixedCidr")
+        bridge_cidr = Interface(f"{fixed_cidr.network_address + 1}/{fixed_cidr.prefixlen}")
+    return bridge_cidr, fixed_cidr if fixed_cidr is not None else bridge_cidr.network
+
+
 def plan_host_networks(
     instances: Sequence[tuple[str, RequestedNetworks]],
-    previous: Mapping[str, Deployed] | None = None,
 ) -> tuple[list[InstanceNetworks | None], list[str]]:
-    """Check and complete the networks of one host's instances.
+    """Check and complete the networks of one host's instances, as on an empty host.
 
-    `instances` are (key path, requested networks) in stack-file order; `previous` maps the
-    prefixes of a deployed stack to what they had (None: a fresh allocation, the same for the
-    same stack file). Returns one entry per instance (None where its networks are unusable)
-    and every problem found.
+    `instances` are (key path, requested networks) in stack-file order. Returns one entry per
+    instance (None where its networks are unusable) and every problem found.
     """
     errors: list[str] = []
     explicit = [_explicit_claims(path, cfg, errors) for path, cfg in instances]
@@ -263,85 +255,17 @@ def plan_host_networks(
                         )
 
     taken = _Taken([claim for claims in explicit for claim in claims])
-    previous = previous or {}
-    # Pass 1: what deployed instances keep, before anything new is handed out.
-    kept = [_keep(path, cfg, previous.get(cfg.prefix), taken) for path, cfg in instances]
-    # Networks the deployed stack held: avoided by new allocations while there is room.
-    held = _Taken(
-        [
-            _Claim(network, f"instance {prefix} (deployed)")
-            for prefix, deployed in previous.items()
-            for network in (deployed.networks.bridge_cidr.network, deployed.networks.pool_base)
-        ]
-    )
-    planned = [
-        _complete(path, cfg, kept=keep, taken=taken, held=held, errors=errors)
-        for (path, cfg), keep in zip(instances, kept, strict=True)
-    ]
+    planned = [_complete(path, cfg, taken=taken, errors=errors) for path, cfg in instances]
     return planned, errors
 
 
-@dataclass(frozen=True)
-class _Kept:
-    bridge: tuple[Interface, Net] | None = None
-    pool_base: Net | None = None
-
-
-def _keep(path: str, cfg: RequestedNetworks, deployed: Deployed | None, taken: _Taken) -> _Kept:
-    """The allocated networks a deployed instance keeps; they are added to `taken`.
-
-    Only values that were allocated (omitted in the file) and still are omitted are kept, and
-    only while they overlap no explicit network and nothing kept already.
-    """
-    if deployed is None:
-        return _Kept()
-    old, had = deployed.requested, deployed.networks
-    bridge: tuple[Interface, Net] | None = None
-    if (
-        cfg.bridge_cidr is None
-        and cfg.fixed_cidr is None
-        and old.bridge_cidr is None
-        and old.fixed_cidr is None
-        and taken.free(had.bridge_cidr.network)
-    ):
-        bridge = (had.bridge_cidr, had.fixed_cidr)
-        taken.add(_Claim(had.bridge_cidr.network, f"{path}.bridgeCidr"))
-    pool_base: Net | None = None
-    if (
-        cfg.pool_base is None
-        and old.pool_base is None
-        and (cfg.pool_size is None or cfg.pool_size > had.pool_base.prefixlen)
-        and taken.free(had.pool_base)
-    ):
-        pool_base = had.pool_base
-        taken.add(_Claim(had.pool_base, f"{path}.poolBase"))
-    return _Kept(bridge, pool_base)
-
-
 def _complete(
-    path: str,
-    cfg: RequestedNetworks,
-    *,
-    kept: _Kept,
-    taken: _Taken,
-    held: _Taken,
-    errors: list[str],
+    path: str, cfg: RequestedNetworks, *, taken: _Taken, errors: list[str]
 ) -> InstanceNetworks | None:
     """Fill in one instance's omitted networks; allocations are added to `taken`."""
     allocated: set[str] = set()
-    kept_keys: set[str] = set()
-    fixed = cfg.fixed_cidr
-    if cfg.bridge_cidr is not None:
-        bridge = cfg.bridge_cidr
-    elif cfg.fixed_cidr is not None:
-        gateway = cfg.fixed_cidr.network_address + 1
-        bridge = Interface(f"{gateway}/{cfg.fixed_cidr.prefixlen}")
-        allocated.add("bridgeCidr")
-    elif kept.bridge is not None:
-        bridge, fixed = kept.bridge
-        kept_keys.update(("bridgeCidr", "fixedCidr"))
-    else:
-        free = taken.first_free(_BRIDGES, held)
+    if cfg.bridge_cidr is None and cfg.fixed_cidr is None:
+        free = taken.first_free(_BRIDGES)
         if free is None:
             errors.append(
                 f"{path}.bridgeCidr: no free /{BRIDGE_PREFIX_LEN} left in {BRIDGE_SPACE}"
@@ -349,18 +273,19 @@ def _complete(
             )
             return None
         taken.add(_Claim(free, f"{path}.bridgeCidr"))
-        bridge = Interface(f"{free.network_address + 1}/{free.prefixlen}")
-        allocated.add("bridgeCidr")
-    if fixed is None:
-        fixed = bridge.network
-        allocated.add("fixedCidr")
+        bridge, fixed = bridge_pair(None, free)
+        allocated.update(("bridgeCidr", "fixedCidr"))
+    else:
+        bridge, fixed = bridge_pair(cfg.bridge_cidr, cfg.fixed_cidr)
+        allocated.update(
+            key
+            for key, v in (("bridgeCidr", cfg.bridge_cidr), ("fixedCidr", cfg.fixed_cidr))
+            if v is None
+        )
 
     pool_base = cfg.pool_base
-    if pool_base is None and kept.pool_base is not None:
-        pool_base = kept.pool_base
-        kept_keys.add("poolBase")
-    elif pool_base is None:
-        pool_base = taken.first_free(_POOLS, held)
+    if pool_base is None:
+        pool_base = taken.first_free(_POOLS)
         if pool_base is None:
             errors.append(
                 f"{path}.poolBase: no free /{POOL_PREFIX_LEN} left in {POOL_TEXT} for this"
@@ -380,6 +305,5 @@ def _complete(
         fixed_cidr=fixed,
         pool_base=pool_base,
         pool_size=pool_size,
-        allocated=frozenset(allocated | kept_keys),
-        kept=frozenset(kept_keys),
+        allocated=frozenset(allocated),
     )

@@ -116,6 +116,7 @@ FORBIDDEN_TREES: Final = {
     "/var/lib/sysbox": "sysbox's data",
     "/var/lib/sysboxfs": "sysbox-fs's mount point",
     "/var/lib/dockyard-sysbox": "the shared sysbox service's data",
+    "/var/lib/dockyard": "Dockyard's network claims",
     "/var/lib/kubelet": "Kubernetes' data",
     "/var/lib/lxc": "LXC's containers",
     "/var/lib/lxd": "LXD's containers",

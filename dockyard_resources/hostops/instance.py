@@ -1,10 +1,11 @@
 """Install, inspect and remove one Dockyard instance on a host over SSH.
 
 Rendering lives in `render.instance`, the text of the scripts run here in
-`render/templates/instance/` (probe, install, park, activate, inspect, stop, remove and the
+`render/templates/instance/` (claim, install, park, activate, inspect, stop, remove and the
 pieces they include); this module renders them and decides the order of steps and which of
 them run under the host lock. Checks and claims across instances (ownership, nesting, root,
-user, group, unit file) and systemd's reload and enable run under the host lock; the
+user, group, unit file, networks: hostops/network_claims.py) and systemd's reload and enable
+run under the host lock; the
 instance's own directories, files and rules under the lock of its root alone; waiting for
 dockerd to start or stop under neither, so instances created in parallel do not queue
 behind each other's work.
@@ -16,10 +17,12 @@ import base64
 import ipaddress
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Protocol
 
+from dockyard_resources.config.network_request import NetworkRequest
+from dockyard_resources.config.networks import InstanceNetworks
 from dockyard_resources.config.values import (
     FORBIDDEN_TREES,
     HOME_PARENTS,
@@ -27,6 +30,7 @@ from dockyard_resources.config.values import (
     SYSTEM_DIRS,
 )
 from dockyard_resources.errors import DockyardError
+from dockyard_resources.hostops import network_claims
 from dockyard_resources.render import facts, iptables
 from dockyard_resources.render.common import (
     HOST_LOCK,
@@ -39,12 +43,11 @@ from dockyard_resources.render.instance import (
     DIR_MODES,
     GROUP_RECORD_FILE,
     ROOT_MARKER_FILE,
+    InstanceIdentity,
     InstanceSpec,
     instance_files,
 )
 from dockyard_resources.render.layout import (
-    INSTANCE_MARKER,
-    ROOT_MARKER,
     SYSBOX_SERVICE,
     SYSTEMD_DIR,
 )
@@ -96,123 +99,39 @@ class InstanceError(DockyardError):
     """The instance cannot be created or changed as asked; the message says why."""
 
 
-# --- conflict check ---------------------------------------------------------------------
+def _quiet(_message: str) -> None:
+    return None
 
 
-@dataclass(frozen=True)
-class HostNetworks:
-    """What the host already uses: routes, addresses and other instances' networks."""
-
-    routes: list[dict[str, Any]]
-    addrs: list[dict[str, Any]]
-    own_devices: frozenset[str]
-    others: list[dict[str, Any]] = field(default_factory=list)
+# --- network claim ---------------------------------------------------------------------
 
 
-def _probe_script(spec: InstanceSpec) -> str:
-    body = render(
-        "instance/probe.sh.j2",
-        spec=spec,
-        fact_helper=facts.SHELL_HELPER,
-        systemd_dir=SYSTEMD_DIR,
-        instance_marker=INSTANCE_MARKER,
-        root_marker=ROOT_MARKER,
+def claim_networks(
+    run: Runner,
+    identity: InstanceIdentity,
+    request: NetworkRequest,
+    log: Callable[[str], None] = _quiet,
+) -> InstanceNetworks:
+    """The networks of `request` with the parts it leaves open chosen on the host, checked and
+    claimed there under the host lock (hostops/network_claims.py)."""
+    complete = request.complete()
+    if complete is not None:  # the install claims them itself
+        return complete
+    log("choosing free networks on the host and claiming them (under the host lock)")
+    script = network_claims.claim_script(
+        identity, request, guards=guards(), dir_guard=_system_dir_patterns()
     )
-    return bash_script(body, locked=False)
-
-
-def parse_probe(stdout: str) -> HostNetworks:
-    """The `routes`, `addrs`, `own` and `other` facts of the probe script."""
-    found = facts.parse(stdout)
-
-    def last(name: str) -> Any:
-        return (found.get(name) or [[]])[-1]
-
-    return HostNetworks(
-        routes=list(last("routes")),
-        addrs=list(last("addrs")),
-        own_devices=frozenset(str(x) for x in last("own")),
-        others=list(found.get("other", [])),
-    )
-
-
-def _overlaps(spec: InstanceSpec, what: str, net: ipaddress.IPv4Network) -> list[str]:
-    ours = {"bridgeCidr": spec.bridge_cidr.network, "poolBase": spec.pool_base}
-    return [f"{key} {mine} overlaps {what}" for key, mine in ours.items() if mine.overlaps(net)]
-
-
-def _route_conflicts(spec: InstanceSpec, host: HostNetworks) -> list[str]:
-    problems: list[str] = []
-    for route in host.routes:
-        dst, dev = str(route.get("dst", "")), str(route.get("dev", ""))
-        skip = dst in ("", "default") or dev in host.own_devices or dev == "lo"
-        if skip or route.get("type", "unicast") != "unicast":
-            continue
-        try:
-            net = ipaddress.IPv4Network(dst, strict=False)
-        except ValueError:
-            continue
-        problems += _overlaps(spec, f"the host route {dst} dev {dev}", net)
-    return problems
-
-
-def _address_conflicts(spec: InstanceSpec, host: HostNetworks) -> list[str]:
-    problems: list[str] = []
-    for link in host.addrs:
-        dev = str(link.get("ifname", ""))
-        if dev in host.own_devices or dev == "lo":
-            continue
-        for info in link.get("addr_info", []):
-            if info.get("family") == "inet":
-                iface = ipaddress.IPv4Interface(f"{info['local']}/{info.get('prefixlen', 32)}")
-                problems += _overlaps(spec, f"address {iface} on {dev}", iface.network)
-    return problems
-
-
-def _instance_conflicts(spec: InstanceSpec, host: HostNetworks) -> list[str]:
-    problems: list[str] = []
-    for other in host.others:
-        prefix, root = str(other.get("prefix")), str(other.get("root"))
-        if prefix == spec.prefix:
-            if root != spec.root:
-                problems.append(
-                    f"prefix {prefix} is already used on this host by the instance at {root}"
-                )
-            continue
-        if root == spec.root:
-            problems.append(f"root {root} is already used on this host by instance {prefix}")
-        nets = (other.get("manifest") or {}).get("networks", {})
-        for key in ("bridgeNetwork", "poolBase"):
-            if nets.get(key):
-                what = f"{key} {nets[key]} of Dockyard instance {prefix} (root {root})"
-                problems += _overlaps(spec, what, ipaddress.IPv4Network(nets[key]))
-    return problems
-
-
-def find_conflicts(spec: InstanceSpec, host: HostNetworks) -> list[str]:
-    """Every way the instance's networks or names collide with what the host already has."""
-    problems = (
-        _route_conflicts(spec, host)
-        + _address_conflicts(spec, host)
-        + _instance_conflicts(spec, host)
-    )
-    # One network often shows up several times (main and local tables): report it once.
-    return list(dict.fromkeys(problems))
-
-
-def check_conflicts(run: Runner, spec: InstanceSpec) -> None:
-    result = run.run(_probe_script(spec), step=f"probe networks for {spec.prefix}")
-    problems = find_conflicts(spec, parse_probe(result.stdout))
-    if problems:
-        lines = "\n".join(f"  - {p}" for p in problems)
-        raise InstanceError(
-            f"instance {spec.prefix} cannot be created on this host:\n{lines}\n"
-            "choose other networks (bridgeCidr/fixedCidr/poolBase) or prefix/root in the"
-            " stack config"
-        )
+    result = run.run(script, step=f"claim networks for {identity.prefix}")
+    networks = network_claims.parse_claim(result.stdout)
+    log(f"claimed bridge {networks.bridge_cidr} and pool {networks.pool_base}")
+    return networks
 
 
 # --- install ----------------------------------------------------------------------------
+
+
+def _request_of(spec: InstanceSpec) -> NetworkRequest:
+    return NetworkRequest(spec.bridge_cidr, spec.fixed_cidr, spec.pool_base, spec.pool_size)
 
 
 def _install_script(spec: InstanceSpec, *, adopt: bool = False, enabled: bool = True) -> str:
@@ -241,6 +160,7 @@ def _install_script(spec: InstanceSpec, *, adopt: bool = False, enabled: bool = 
         dirs=dirs,
         claim=claim,
         puts=[put for put in puts if put is not claim],
+        networks=network_claims.claim_context(spec, _request_of(spec)),
         hold_root_lock=hold_dir_lock("root"),
         release_host_lock=RELEASE_HOST_LOCK,
         obsolete=[spec.path(*p) for p in OBSOLETE_FILES],
@@ -278,10 +198,6 @@ def _activate_script(spec: InstanceSpec, restart: bool) -> str:
     return bash_script(body, locked=False)
 
 
-def _quiet(_message: str) -> None:
-    return None
-
-
 def _install_step(spec: InstanceSpec) -> str:
     return f"install instance {spec.prefix}"
 
@@ -290,17 +206,13 @@ def install(
     run: Runner,
     spec: InstanceSpec,
     *,
-    check_networks: bool = True,
     adopt: bool = False,
     enabled: bool = True,
     log: Callable[[str], None] = _quiet,
 ) -> None:
     """Converge the instance to `spec` and leave it running (restarted only on change), or,
     with `enabled=False`, installed but stopped and disabled (its data and networks kept)."""
-    if check_networks:
-        log("checking the host's routes, addresses and other instances' networks")
-        check_conflicts(run, spec)
-    log("checking ownership and installing (under the host lock)")
+    log("checking ownership, claiming networks and installing (under the host lock)")
     result = run.run(_install_script(spec, adopt=adopt, enabled=enabled), step=_install_step(spec))
     if not enabled:
         log(f"parking: stopping {spec.service_name} (data, user, group and networks stay)")
@@ -331,7 +243,7 @@ def _exists_script(spec: InstanceSpec) -> str:
 
 def _changed_nothing(failure: Exception, spec: InstanceSpec) -> bool:
     """True for failures that come before the install changes anything on the host."""
-    if isinstance(failure, InstanceError):  # the network probe refused
+    if isinstance(failure, InstanceError):  # refused on this side, before any script ran
         return True
     if not isinstance(failure, CommandFailed) or failure.step != _install_step(spec):
         return False
@@ -350,7 +262,7 @@ def create(
     another owner's is refused before any change) keeps its data and is stopped and disabled."""
     existed = run.run(_exists_script(spec), step=f"look for {spec.prefix} on the host")
     try:
-        install(run, spec, check_networks=True, enabled=enabled, log=log)
+        install(run, spec, enabled=enabled, log=log)
     except Exception as failure:
         if _changed_nothing(failure, spec):
             raise
@@ -537,6 +449,7 @@ def _remove_script(spec: InstanceSpec, bridges: list[str]) -> str:
         keep_mark=KEEP_MARK,
         staging_mark=ROOT_STAGING_MARK,
         hold_root_lock=hold_dir_lock("root"),
+        networks=network_claims.release_context(spec),
     )
     return bash_script(body)
 

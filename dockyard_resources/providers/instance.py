@@ -24,6 +24,8 @@ from pulumi.dynamic import (
 from pulumi.runtime import rpc
 
 from dockyard_resources.config import values
+from dockyard_resources.config.network_request import request_networks
+from dockyard_resources.config.networks import NETWORK_KEYS, InstanceNetworks, Requested
 from dockyard_resources.hostops import instance as hostops
 from dockyard_resources.providers import quiet_errors
 from dockyard_resources.providers.inputs import (
@@ -34,7 +36,7 @@ from dockyard_resources.providers.inputs import (
 )
 from dockyard_resources.providers.progress import Report, reporter, traced
 from dockyard_resources.render import sysbox_host as sysbox_layout
-from dockyard_resources.render.instance import InstanceSpec, ssh_forward
+from dockyard_resources.render.instance import InstanceIdentity, InstanceSpec, ssh_forward
 from dockyard_resources.transport import SshTarget, session
 
 # The wire value of properties unknown during preview (tests send it as Pulumi would).
@@ -82,10 +84,11 @@ UPDATE_KEYS = (
 # The machine itself: the instance lives on the old one, so a new address is a new instance.
 # (Not the port: a local VM's forwarded port may change while the machine stays the same.)
 REPLACE_CONNECTION_KEYS = ("host",)
-# May be absent (members and networkIsolation have defaults their validators fill in).
-OPTIONAL_KEYS = ("dockerSha256", "sysboxSha256")
+# May be absent (members and networkIsolation have defaults their validators fill in). A
+# network input is what the stack file writes: absent, the instance keeps the network it has
+# and a new one gets a free one chosen on its host (config/network_request.py).
+OPTIONAL_KEYS = ("dockerSha256", "sysboxSha256", *NETWORK_KEYS)
 DEFAULTED_KEYS = ("members", "networkIsolation", "enabled", "allowDataLoss")
-NETWORK_KEYS = ("bridgeCidr", "fixedCidr", "poolBase", "poolSize")
 
 quiet_errors.install()
 
@@ -194,20 +197,25 @@ def validate(news: dict[str, Any]) -> tuple[dict[str, Any], list[CheckFailure]]:
 
 
 def _cross_checks(inputs: dict[str, Any]) -> list[CheckFailure]:
+    """The rules between the networks given (the others are kept or chosen on the host)."""
     if any(_unknown(inputs.get(k)) for k in NETWORK_KEYS):
         return []
-    bridge = ipaddress.IPv4Interface(inputs["bridgeCidr"]).network
-    fixed = ipaddress.IPv4Network(inputs["fixedCidr"])
-    pool = ipaddress.IPv4Network(inputs["poolBase"])
-    size = int(inputs["poolSize"])
+    bridge = fixed = pool = None
+    if inputs.get("bridgeCidr") is not None:
+        bridge = ipaddress.IPv4Interface(inputs["bridgeCidr"]).network
+    if inputs.get("fixedCidr") is not None:
+        fixed = ipaddress.IPv4Network(inputs["fixedCidr"])
+    if inputs.get("poolBase") is not None:
+        pool = ipaddress.IPv4Network(inputs["poolBase"])
+    size = inputs.get("poolSize")
     failures = []
-    if not fixed.subnet_of(bridge):
+    if bridge is not None and fixed is not None and not fixed.subnet_of(bridge):
         failures.append(
             CheckFailure("fixedCidr", f"fixedCidr {fixed} must lie inside bridgeCidr's {bridge}")
         )
-    if pool.overlaps(bridge):
+    if bridge is not None and pool is not None and pool.overlaps(bridge):
         failures.append(CheckFailure("poolBase", f"poolBase {pool} overlaps bridgeCidr's {bridge}"))
-    if size < pool.prefixlen:
+    if pool is not None and size is not None and int(size) < pool.prefixlen:
         failures.append(
             CheckFailure(
                 "poolSize",
@@ -251,6 +259,44 @@ def data_loss_problem(olds: Mapping[str, Any], news: Mapping[str, Any]) -> str |
         " volumes) and its daemon first. Keep the old value, or, to accept the loss, set"
         " `allowDataLoss: true` on this instance in the stack file for this run"
     )
+
+
+def _written(props: Mapping[str, Any]) -> Requested:
+    """The networks the stack file writes (the checked inputs: valid where present)."""
+
+    def given(key: str, parse: Callable[[str], Any]) -> Any:
+        value = props.get(key)
+        return None if value is None else parse(str(value))
+
+    return Requested(
+        prefix=str(props.get("prefix")),
+        bridge_cidr=given("bridgeCidr", ipaddress.IPv4Interface),
+        fixed_cidr=given("fixedCidr", ipaddress.IPv4Network),
+        pool_base=given("poolBase", ipaddress.IPv4Network),
+        pool_size=None if props.get("poolSize") is None else int(props["poolSize"]),
+    )
+
+
+def _held(olds: Mapping[str, Any]) -> InstanceNetworks:
+    """The networks a deployed instance has (its outputs always carry all four)."""
+    return InstanceNetworks(
+        bridge_cidr=ipaddress.IPv4Interface(str(olds["bridgeCidr"])),
+        fixed_cidr=ipaddress.IPv4Network(str(olds["fixedCidr"])),
+        pool_base=ipaddress.IPv4Network(str(olds["poolBase"])),
+        pool_size=int(olds["poolSize"]),
+    )
+
+
+def _networks_changed(olds: Mapping[str, Any], news: Mapping[str, Any]) -> bool:
+    """Whether the networks the instance would have differ from those it has (a poolSize
+    that does not fit is a change too: the update says why it cannot be made)."""
+    if any(_unknown(news.get(k)) for k in NETWORK_KEYS):
+        return True
+    try:
+        held = _held(olds)
+        return request_networks(_written(news), held).complete() != held
+    except (KeyError, ValueError):
+        return True
 
 
 def outputs(props: dict[str, Any]) -> dict[str, Any]:
@@ -315,8 +361,12 @@ class DockyardInstanceProvider(ResourceProvider):
         changed = [
             key
             for key in INPUT_KEYS
-            if _comparable(key, olds.get(key)) != _comparable(key, news.get(key))
+            if key not in NETWORK_KEYS
+            and _comparable(key, olds.get(key)) != _comparable(key, news.get(key))
         ]
+        # A network left out is kept: only a written one that differs is a change.
+        if _networks_changed(olds, news):
+            changed += NETWORK_KEYS
         replaces = list(replacing_changes(olds, news))
         # A refresh that found the instance unhealthy: an update repairs it.
         unhealthy = olds.get("healthy") is False
@@ -327,32 +377,41 @@ class DockyardInstanceProvider(ResourceProvider):
             delete_before_replace=bool(replaces),
         )
 
+    def _install(
+        self, props: dict[str, Any], held: InstanceNetworks | None, *, adopt: bool, create: bool
+    ) -> dict[str, Any]:
+        """Converge the host to `props` and return the outputs of a healthy instance, whose
+        networks are those written, else `held` (an existing instance keeps its own), else
+        chosen and claimed on the host. A create that fails cleans up after itself
+        (hostops.create): a failed create leaves no state, so no destroy would."""
+        run, log = _run(props), _report(props)
+        try:
+            request = request_networks(_written(props), held)
+        except ValueError as exc:
+            raise hostops.InstanceError(f"instance {props.get('prefix')}: {exc}") from None
+        identity = InstanceIdentity(
+            prefix=str(props["prefix"]), root=str(props["root"]), owner=str(props["owner"])
+        )
+        networks = hostops.claim_networks(run, identity, request, log)
+        props = {**props, **networks.props()}
+        spec = InstanceSpec.from_props(props)
+        enabled = props.get("enabled") is not False
+        if create:
+            hostops.create(run, spec, enabled=enabled, log=log)
+        else:
+            hostops.install(run, spec, adopt=adopt, enabled=enabled, log=log)
+        return _healthy(props)
+
     @_traced
     def create(self, props: dict[str, Any]) -> CreateResult:
-        # A create that fails cleans up after itself (hostops.create): no state, no destroy.
-        hostops.create(
-            _run(props),
-            InstanceSpec.from_props(props),
-            enabled=props.get("enabled") is not False,
-            log=_report(props),
-        )
-        return CreateResult(f"{props['hostName']}/{props['prefix']!s}", _healthy(props))
+        outs = self._install(props, None, adopt=False, create=True)
+        return CreateResult(f"{props['hostName']}/{props['prefix']!s}", outs)
 
     @_traced
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        networks_changed = any(
-            _comparable(k, olds.get(k)) != _comparable(k, news.get(k)) for k in NETWORK_KEYS
-        )
-        hostops.install(
-            _run(news),
-            InstanceSpec.from_props(news),
-            check_networks=networks_changed,
-            # An instance an earlier Dockyard made has no owner in its state: it is adopted.
-            adopt=not olds.get("owner"),
-            enabled=news.get("enabled") is not False,
-            log=_report(news),
-        )
-        return UpdateResult(_healthy(news))
+        # An instance an earlier Dockyard made has no owner in its state: it is adopted.
+        adopt = not olds.get("owner")
+        return UpdateResult(self._install(news, _held(olds), adopt=adopt, create=False))
 
     @_traced
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
@@ -403,10 +462,10 @@ class DockyardInstance(pulumi.dynamic.Resource, module="dockyard", name="Dockyar
         sysbox_dir: pulumi.Input[str],
         prefix: pulumi.Input[str],
         root: pulumi.Input[str],
-        bridge_cidr: pulumi.Input[str],
-        fixed_cidr: pulumi.Input[str],
-        pool_base: pulumi.Input[str],
-        pool_size: pulumi.Input[int],
+        bridge_cidr: pulumi.Input[str] | None = None,
+        fixed_cidr: pulumi.Input[str] | None = None,
+        pool_base: pulumi.Input[str] | None = None,
+        pool_size: pulumi.Input[int] | None = None,
         members: pulumi.Input[list[str]] | None = None,
         network_isolation: pulumi.Input[bool] | None = None,
         enabled: pulumi.Input[bool] | None = None,

@@ -61,43 +61,18 @@ DIR_MODES: dict[str, int] = {
 }
 
 
-@dataclass(frozen=True)
-class InstanceSpec:
-    """Validated inputs of one instance; every host path is derived from `root`."""
+@dataclass(frozen=True, kw_only=True)
+class InstanceIdentity:
+    """Who an instance is on a host, apart from its networks: prefix, root, owner and the
+    names and paths derived from them (what a network claim is made for before its networks
+    are known)."""
 
     prefix: str
     root: str
-    docker_dir: str
-    sysbox_dir: str
-    bridge_cidr: ipaddress.IPv4Interface
-    fixed_cidr: ipaddress.IPv4Network
-    pool_base: ipaddress.IPv4Network
-    pool_size: int
-    members: tuple[str, ...] = field(default=())
     # `project/stack/resource` of the Pulumi resource that made the instance; written into
-    # the unit, the root's marker and the user's comment, checked before any change.
+    # the unit, the root's marker, the user's comment and its network claim, checked before
+    # any change.
     owner: str = ""
-    # Drop new connections toward this instance's containers from anywhere but the instance
-    # itself (docs/security.md); `networkIsolation: false` turns that off.
-    network_isolation: bool = True
-
-    @classmethod
-    def from_props(cls, props: dict[str, Any]) -> InstanceSpec:
-        """Build from Pulumi properties (numbers arrive as floats)."""
-        return cls(
-            prefix=str(props["prefix"]),
-            root=str(props["root"]),
-            docker_dir=str(props["dockerDir"]).rstrip("/") or "/",
-            sysbox_dir=str(props["sysboxDir"]).rstrip("/") or "/",
-            bridge_cidr=ipaddress.IPv4Interface(str(props["bridgeCidr"])),
-            fixed_cidr=ipaddress.IPv4Network(str(props["fixedCidr"])),
-            pool_base=ipaddress.IPv4Network(str(props["poolBase"])),
-            pool_size=int(props["poolSize"]),
-            members=tuple(str(m) for m in props.get("members") or ()),
-            owner=str(props.get("owner") or ""),
-            # Absent in the state of instances made before the option existed: isolated.
-            network_isolation=props.get("networkIsolation") is not False,
-        )
 
     # Names
     @property
@@ -136,6 +111,40 @@ class InstanceSpec:
     @property
     def unit_path(self) -> str:
         return f"{SYSTEMD_DIR}/{self.service_name}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class InstanceSpec(InstanceIdentity):
+    """Validated inputs of one instance; every host path is derived from `root`."""
+
+    docker_dir: str
+    sysbox_dir: str
+    bridge_cidr: ipaddress.IPv4Interface
+    fixed_cidr: ipaddress.IPv4Network
+    pool_base: ipaddress.IPv4Network
+    pool_size: int
+    members: tuple[str, ...] = field(default=())
+    # Drop new connections toward this instance's containers from anywhere but the instance
+    # itself (docs/security.md); `networkIsolation: false` turns that off.
+    network_isolation: bool = True
+
+    @classmethod
+    def from_props(cls, props: dict[str, Any]) -> InstanceSpec:
+        """Build from Pulumi properties (numbers arrive as floats)."""
+        return cls(
+            prefix=str(props["prefix"]),
+            root=str(props["root"]),
+            docker_dir=str(props["dockerDir"]).rstrip("/") or "/",
+            sysbox_dir=str(props["sysboxDir"]).rstrip("/") or "/",
+            bridge_cidr=ipaddress.IPv4Interface(str(props["bridgeCidr"])),
+            fixed_cidr=ipaddress.IPv4Network(str(props["fixedCidr"])),
+            pool_base=ipaddress.IPv4Network(str(props["poolBase"])),
+            pool_size=int(props["poolSize"]),
+            members=tuple(str(m) for m in props.get("members") or ()),
+            owner=str(props.get("owner") or ""),
+            # Absent in the state of instances made before the option existed: isolated.
+            network_isolation=props.get("networkIsolation") is not False,
+        )
 
     @property
     def socket_path(self) -> str:

@@ -261,19 +261,25 @@ def test_bad_config_fails_at_preview_and_touches_no_host(
 
 def test_preview_then_up_creates_the_host_and_three_instances(step: Lifecycle) -> None:
     preview = step.stack.preview()
-    # Stack, Host component, LocalVm, SysboxHost, the network allocation and three instances.
-    assert preview.change_summary == {"create": 8}, preview.change_summary
+    # Stack, Host component, LocalVm, SysboxHost and three instances.
+    assert preview.change_summary == {"create": 7}, preview.change_summary
     assert not step.vm_dir.exists(), "preview must not prepare the VM"
-    # The allocation's check computes the networks: the preview already shows them.
+    # Networks the stack file leaves out are the host's to choose, at create: no input.
     planned = _preview_inputs(preview, step.resource_name("dy2_"))
-    assert {key: planned.get(key) for key in ("bridgeCidr", "poolBase", "poolSize")} == {
-        "bridgeCidr": "172.16.1.1/24",
-        "poolBase": "172.19.0.0/19",
-        "poolSize": 24,
-    }, planned
+    assert [key for key in ("bridgeCidr", "poolBase", "poolSize") if planned.get(key)] == [], (
+        planned
+    )
 
     up = step.stack.up()
-    assert up.change_summary == {"create": 8}, up.describe()
+    assert up.change_summary == {"create": 7}, up.describe()
+    # The host chose them, first fit, one claim after the other (in any order: the three
+    # creates run in parallel).
+    chosen = {p: step.instance_outputs(p)["networks"] for p in ("dy1_", "dy2_", "dy3_")}
+    assert {(n["bridge"], n["poolBase"]) for n in chosen.values()} == {
+        ("172.16.0.1/24", "172.18.0.0/19"),
+        ("172.16.1.1/24", "172.19.0.0/19"),
+        ("172.16.2.1/24", "172.20.0.0/19"),
+    }, chosen
 
     host = step.stack.outputs()["hosts"][step.host_name]
     assert host["provision"] == "qemu"
@@ -418,10 +424,9 @@ def _changed_urns(run: Run) -> list[str]:
 def test_adding_an_instance_creates_only_it(step: Lifecycle) -> None:
     step.set_instances([instance_config(n) for n in (1, 2, 3, 4)])
     up = step.stack.up()
-    # Besides the new instance only the allocation (pure, no SSH) changes: it adds dy4_.
-    assert up.change_summary == {"create": 1, "update": 1}, up.describe()
+    # Only the new instance: the others keep their networks (no update).
+    assert up.change_summary == {"create": 1}, up.describe()
     assert up.urns("create") == [step.urn("dy4_")]
-    assert up.urns("update") == [step.urn("networks")]
     assert step.docker_info("dy4_")
 
 
@@ -553,15 +558,14 @@ def reap(processes: dict[int, str]) -> list[int]:
 def test_removing_the_first_instance_changes_no_other_instance(step: Lifecycle) -> None:
     kept = ["dy2_", "dy3_", "dy4_", "dy5_"]
     before = {prefix: step.instance_outputs(prefix) for prefix in kept}
-    removed, allocation = step.urn("dy1_"), step.urn("networks")
+    removed = step.urn("dy1_")
 
     step.set_instances([instance_config(n) for n in (2, 3, 4, 5)])
     up = step.stack.up()
     # A fresh first-fit allocation would have moved dy2_ onto dy1_'s networks, and the
-    # host's conflict check would have refused that update (dy1_ is deleted last).
-    assert up.change_summary == {"delete": 1, "update": 1}, up.describe()
+    # host's network claim would have refused that update (dy1_ is deleted last).
+    assert up.change_summary == {"delete": 1}, up.describe()
     assert up.urns("delete") == [removed]
-    assert up.urns("update") == [allocation]
     for prefix in kept:
         after = step.instance_outputs(prefix)
         assert after["networks"] == before[prefix]["networks"], prefix
@@ -602,8 +606,8 @@ def test_destroy_leaves_nothing_on_the_host(step: Lifecycle) -> None:
     assert vm.ok(f"id -u {MEMBER}"), "members are only taken out of the group"
 
     full = step.stack.destroy()
-    # VM, network allocation, Host, stack
-    assert full.change_summary == {"delete": 4}, full.describe()
+    # VM, Host, stack
+    assert full.change_summary == {"delete": 3}, full.describe()
     assert not step.vm_dir.exists()
     assert not Path(vm.overlay_path).exists()
     assert not _is_qemu(vm.pid)

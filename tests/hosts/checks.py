@@ -11,6 +11,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from dockyard_resources.render import layout
 from dockyard_resources.render import sysbox_host as sysbox_layout
 from dockyard_resources.render.layout import INSTANCE_MARKER
 from dockyard_resources.transport import SshTarget, session
@@ -197,6 +198,7 @@ SHARED_PATHS = (
     sysbox_layout.RUN_DIR,
     sysbox_layout.UNIT_PATH,
     sysbox_layout.SYSCTL_PATH,
+    layout.STATE_DIR,  # network claims (hostops/network_claims.py)
 )
 
 
@@ -221,6 +223,8 @@ def dockyard_traces(
             f"if getent group {name} >/dev/null; then echo 'group {prefix}docker'; fi",
             f"if id -u {name} >/dev/null 2>&1; then echo 'user {prefix}docker'; fi",
             f"if test -e /etc/systemd/system/{name}.service; then echo 'unit {prefix}docker'; fi",
+            f"if test -e {shlex.quote(f'{layout.NETWORK_CLAIMS_DIR}/{prefix}')}; then"
+            f" echo 'network claim {prefix}'; fi",
             f"if ip link show dev {shlex.quote(prefix + 'docker0')} >/dev/null 2>&1; then"
             f" echo 'bridge {prefix}docker0'; fi",
             f"iptables -w -S | {{ grep -F {tag_patterns} || true; }} | sed 's/^/iptables filter /'",

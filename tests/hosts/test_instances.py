@@ -18,7 +18,7 @@ import pytest
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from dockyard_resources.hostops import instance as hostops
-from dockyard_resources.hostops import sysbox_host
+from dockyard_resources.hostops import network_claims, sysbox_host
 from dockyard_resources.providers.instance import DockyardInstanceProvider
 from dockyard_resources.render import sysbox_host as sysbox_render
 from dockyard_resources.render.instance import InstanceSpec
@@ -237,7 +237,8 @@ def test_create_refuses_conflicts_before_changing_anything(
         " ip addr add 172.22.9.1/24 dev fake0; }"
     )
     try:
-        with pytest.raises(hostops.InstanceError, match="fake0"):
+        # Refused by the network claim, under the host lock, naming the address in the way.
+        with pytest.raises(Exception, match=r"172\.22\.9\.1/24 overlaps the address \S+ on fake0"):
             provider.create(_props(conn, 9, []))
         with pytest.raises(Exception, match="no such user on this host: ghost"):
             provider.create(_props(conn, 8, ["ghost"]))
@@ -247,6 +248,7 @@ def test_create_refuses_conflicts_before_changing_anything(
         assert not Group.of(sh, f"dy{n}_docker").exists
         assert not File.of(sh, f"/dy{n}").exists
         assert not Service.of(sh, f"dy{n}_docker.service").unit_file_exists
+        assert not File.of(sh, network_claims.claim_file(f"dy{n}_")).exists
 
 
 def _refused(provider: DockyardInstanceProvider, props: dict[str, Any], words: str) -> None:

@@ -17,7 +17,6 @@ from pulumi.runtime import rpc, settings
 
 from dockyard_resources import program
 from dockyard_resources.components import DockyardHost
-from dockyard_resources.providers.networks import NetworkAllocationProvider
 from dockyard_resources.vm.keys import generate_ed25519
 
 PROJECT = "dockyard"
@@ -26,6 +25,14 @@ STACK = "test"
 DYNAMIC_PREFIX = "pulumi-python:dynamic"
 HOST_TYPE = "dockyard:index:Host"
 
+# What a host answers for an instance's networks that the stack file leaves out (the real
+# provider has them chosen on the host: hostops/network_claims.py).
+HOST_NETWORKS: dict[str, Any] = {
+    "bridgeCidr": "172.16.7.1/24",
+    "fixedCidr": "172.16.7.0/24",
+    "poolBase": "172.25.0.0/19",
+    "poolSize": 24,
+}
 SERVER_IP = {"hcloud": "198.51.100.7", "aws": "203.0.113.9"}
 VM_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeVmHostKey"
 SEEN_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeSeenHostKey"
@@ -96,27 +103,18 @@ def dynamic_kind(inputs: dict[str, Any]) -> str:
         return "LocalVm"
     if "docker" in inputs and "sysbox" in inputs:
         return "SysboxHost"
-    if "instances" in inputs:
-        return "NetworkAllocation"
     if "prefix" in inputs:
         return "DockyardInstance"
     raise AssertionError(f"unknown dynamic resource with inputs {sorted(inputs)}")
 
 
 class FakeEngine(pulumi_mocks.Mocks):
-    """Outputs of every resource the program can register, as the real providers give them.
+    """Outputs of every resource the program can register, as the real providers give them
+    (an instance's networks as a host would choose them for a new one: `HOST_NETWORKS`)."""
 
-    Mocks never call a dynamic provider; the `NetworkAllocation` is pure, so its real `check`
-    runs here, with `previous` (the checked inputs of an earlier run, by resource name) as
-    `olds`, as the engine would hand them over on the next `up`.
-    """
-
-    def __init__(self, previous: dict[str, dict[str, Any]] | None = None) -> None:
+    def __init__(self) -> None:
         self.calls: list[pulumi_mocks.MockCallArgs] = []
         self.instance_arches: list[str] = ["x86_64"]
-        self.previous = previous or {}
-        # Checked inputs (= outputs) of each NetworkAllocation, by resource name.
-        self.checked: dict[str, dict[str, Any]] = {}
 
     def new_resource(
         self, args: pulumi_mocks.MockResourceArgs
@@ -151,11 +149,6 @@ class FakeEngine(pulumi_mocks.Mocks):
                 "pid": 4242,
                 "overlayPath": f"/cache/vms/{inputs['vmName']}/overlay.qcow2",
             }
-        if kind == "NetworkAllocation":
-            result = NetworkAllocationProvider().check(self.previous.get(name, {}), inputs)
-            assert not result.failures, [(f.property, f.reason) for f in result.failures]
-            self.checked[name] = result.inputs
-            return name, dict(result.inputs)
         if kind == "SysboxHost":
             pinned = unwrap(inputs["connection"]).get("hostKey")
             return name, {
@@ -174,14 +167,16 @@ class FakeEngine(pulumi_mocks.Mocks):
             }
         prefix = inputs["prefix"]
         root = inputs["root"]
+        networks = {**HOST_NETWORKS, **{k: v for k, v in inputs.items() if k in HOST_NETWORKS}}
         return name, {
             **inputs,
+            **networks,
             "socketPath": f"{root}/docker.sock",
             "dockerHost": f"unix://{root}/docker.sock",
             "group": f"{prefix}docker",
             "serviceName": f"{prefix}docker.service",
             "bridgeName": f"{prefix}docker0",
-            "networks": {"bridge": inputs["bridgeCidr"], "pool": inputs["poolBase"]},
+            "networks": {"bridge": networks["bridgeCidr"], "pool": networks["poolBase"]},
             "sshForward": f"ssh -L /tmp/{prefix}docker.sock:{root}/docker.sock host",
         }
 

@@ -21,7 +21,6 @@ from tests.program.harness import (
 )
 
 SYSBOX_TYPE = "pulumi-python:dynamic/dockyard:SysboxHost"
-ALLOCATION_TYPE = "pulumi-python:dynamic/dockyard:NetworkAllocation"
 HOST_KEY = new_ed25519_key()[1]
 
 
@@ -57,17 +56,15 @@ def test_one_host_groups_sysbox_and_instances_under_its_component() -> None:
     assert component.parent.endswith("::pulumi:pulumi:Stack::dockyard-test")
     assert children_of(run, "build-1") == {
         "build-1-sysbox",
-        "build-1-networks",
         "build-1-dy1_",
         "build-1-dy2_",
     }
     assert run.named("build-1-sysbox").type == SYSBOX_TYPE
-    assert run.named("build-1-networks").type == ALLOCATION_TYPE
     assert [r.name for r in run.dynamic("DockyardInstance")] == ["build-1-dy1_", "build-1-dy2_"]
     # Every resource is named in the preview, not `pulumi-python:dynamic:Resource`.
     assert run.named("build-1-dy1_").type == "pulumi-python:dynamic/dockyard:DockyardInstance"
     # An existing machine needs nothing provisioned: no VM, no cloud resources.
-    assert len(run.registrations) == 5
+    assert len(run.registrations) == 4
 
 
 def test_instances_depend_on_the_sysbox_host_and_not_on_each_other() -> None:
@@ -106,8 +103,9 @@ def test_sysbox_host_inputs_come_from_the_validated_spec() -> None:
     assert sysbox.plain("allowSysboxRestart") is True
 
 
-def test_instance_inputs_carry_allocated_networks_and_the_pinned_connection() -> None:
+def test_instance_inputs_carry_written_networks_and_the_pinned_connection() -> None:
     raw = [existing_host("build-1", "192.0.2.10")]
+    raw[0]["instances"][1]["poolBase"] = "10.20.0.0/16"
     run = run_program(raw)
     (spec,) = validate_hosts(raw)
 
@@ -115,7 +113,9 @@ def test_instance_inputs_carry_allocated_networks_and_the_pinned_connection() ->
         resource = run.named(f"build-1-{instance.prefix}")
         inputs = resource.plain
         for key, value in instance.props().items():
-            assert inputs(key) == value, key
+            # Networks the stack file leaves out are the host's to choose: no input.
+            wanted = None if key in instance.allocated else value
+            assert inputs(key) == wanted, key
         assert inputs("hostName") == "build-1"
         # Directories and the host key come from the SysboxHost's outputs.
         assert inputs("dockerDir") == "/usr/local/lib/dockyard/docker-29.2.1"
@@ -137,7 +137,6 @@ def test_several_hosts_are_independent_and_each_has_its_own_tree() -> None:
     assert children_of(run, "local-1") == {
         "local-1-vm",
         "local-1-sysbox",
-        "local-1-networks",
         "local-1-q1_",
     }
     build_urns = {r.urn for r in run.registrations if r.name.startswith("build-1")}

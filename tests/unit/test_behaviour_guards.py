@@ -24,6 +24,7 @@ import pytest
 
 from dockyard_resources.config import values
 from dockyard_resources.hostops import instance as hostops
+from dockyard_resources.hostops import network_claims
 from dockyard_resources.render import common, iptables, layout
 from dockyard_resources.render import instance as render
 from tests.unit.test_instance_guards import OTHER, OWNER, run_guard, unit
@@ -156,6 +157,11 @@ class Host:
             }
         )
 
+    @property
+    def claims(self) -> Path:
+        """Where the scripts keep network claims (layout.NETWORK_CLAIMS_DIR on a host)."""
+        return self.work / "state" / "claims"
+
     def seed_rules(self, table: str, *lines: str) -> None:
         (self.work / "ipt" / table).write_text("".join(f"{line}\n" for line in lines))
 
@@ -168,6 +174,8 @@ class Host:
         # A lock of its own: never wait for (or hold) this machine's real host lock.
         script = script.replace(common.HOST_LOCK, str(self.work / "dockyard.lock"))
         assert common.HOST_LOCK not in script
+        # Network claims of its own (the fixture points the scripts there), never the real ones.
+        assert layout.NETWORK_CLAIMS_DIR not in script
         proc = subprocess.run(
             ["bash", "-c", STUBS + (CUT if cut_at else "") + script, "dockyard-script", *args],
             capture_output=True,
@@ -202,6 +210,10 @@ def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Host]:
     (tmp_path / "ipt").mkdir()
     monkeypatch.setattr(render, "SYSTEMD_DIR", str(units))
     monkeypatch.setattr(hostops, "SYSTEMD_DIR", str(units))
+    # Network claims in a directory of the test's own, made ahead as on a host that has some.
+    (tmp_path / "state" / "claims").mkdir(parents=True)
+    monkeypatch.setattr(network_claims, "STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setattr(network_claims, "NETWORK_CLAIMS_DIR", str(tmp_path / "state" / "claims"))
     (units / layout.SYSBOX_SERVICE).write_text("[Unit]\n")
     base = Path(tempfile.mkdtemp(prefix="dockyard-test-", dir="/srv"))
     # What install's preflight wants of the SysboxHost: the shared service and binaries, in

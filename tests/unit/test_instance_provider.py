@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 
+from dockyard_resources.config.networks import NETWORK_KEYS
 from dockyard_resources.hostops import instance as hostops
 from dockyard_resources.providers import instance as provider_module
 from dockyard_resources.providers.instance import UNKNOWN, DockyardInstanceProvider, outputs
+from dockyard_resources.render import facts
 from dockyard_resources.transport import CommandFailed
 
 INPUTS: dict[str, Any] = {
@@ -95,10 +97,17 @@ def test_check_names_the_key_and_the_problem(
 
 def test_check_reports_missing_inputs(provider: DockyardInstanceProvider) -> None:
     props = with_()
-    del props["poolBase"]
+    del props["root"]
     failures = provider.check({}, props).failures
     # The key is named once: Pulumi prints the property before the reason.
-    assert [(f.property, f.reason) for f in failures] == [("poolBase", "is required")]
+    assert [(f.property, f.reason) for f in failures] == [("root", "is required")]
+
+
+def test_check_accepts_networks_left_to_the_host(provider: DockyardInstanceProvider) -> None:
+    """Network inputs are what the stack file writes: any of them may be absent."""
+    for absent in (NETWORK_KEYS, ("bridgeCidr", "fixedCidr"), ("poolBase",)):
+        props = {k: v for k, v in INPUTS.items() if k not in absent}
+        assert provider.check({}, props).failures == [], absent
 
 
 def test_check_tolerates_unknowns_at_preview(provider: DockyardInstanceProvider) -> None:
@@ -159,6 +168,35 @@ def test_diff_settings_change_is_in_place_update(
     provider: DockyardInstanceProvider, changes: dict[str, Any]
 ) -> None:
     result = provider.diff("id", olds(), with_(**changes))
+    assert result.changes is True and result.replaces == []
+
+
+def test_diff_networks_the_file_omits_are_kept_and_no_change(
+    provider: DockyardInstanceProvider,
+) -> None:
+    """The state holds the networks the instance has (chosen by the host, or written before);
+    inputs that leave them out, or write what it has, change nothing."""
+    for absent in (NETWORK_KEYS, ("bridgeCidr", "fixedCidr"), ("poolBase", "poolSize")):
+        news = {k: v for k, v in INPUTS.items() if k not in absent}
+        assert provider.diff("id", olds(), news).changes is False, absent
+    only_bridge = {k: v for k, v in INPUTS.items() if k != "fixedCidr"}  # fixed = its network
+    assert provider.diff("id", olds(), only_bridge).changes is False
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        {"poolSize": 26.0},  # resizes the kept pool
+        {"bridgeCidr": "172.22.148.1/24"},  # moves the bridge, fixedCidr with it
+        {"fixedCidr": "172.22.147.0/25"},  # within the kept bridge
+        {"poolSize": 12.0},  # does not fit the kept /16: the update says why
+    ],
+)
+def test_diff_a_written_network_that_differs_is_an_update(
+    provider: DockyardInstanceProvider, written: dict[str, Any]
+) -> None:
+    news = {**{k: v for k, v in INPUTS.items() if k not in NETWORK_KEYS}, **written}
+    result = provider.diff("id", olds(), news)
     assert result.changes is True and result.replaces == []
 
 
@@ -384,7 +422,69 @@ def test_a_successful_create_looks_first_and_cleans_nothing(
     assert _create(provider, monkeypatch, fake) is None
     assert fake.steps == [
         "look for dy1_ on the host",
-        "probe networks for dy1_",
         "install instance dy1_",
         "restart dy1_docker.service",
     ]
+
+
+# What the fake host's claim step answers.
+CHOSEN: dict[str, Any] = {
+    "bridgeCidr": "172.16.4.1/24",
+    "fixedCidr": "172.16.4.0/24",
+    "poolBase": "172.22.0.0/19",
+    "poolSize": 24,
+}
+
+
+class ClaimingHost:
+    """Records the steps the provider runs; the claim step answers with `CHOSEN`."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[str, str]] = []
+
+    def run(self, script: str, *, step: str, **_options: Any) -> Any:
+        self.steps.append((step, script))
+        claimed = facts.line("claim", CHOSEN) if step.startswith("claim networks") else ""
+        return SimpleNamespace(stdout=claimed, stderr="", exit_code=0)
+
+
+@pytest.fixture
+def fake_host(monkeypatch: pytest.MonkeyPatch) -> ClaimingHost:
+    host = ClaimingHost()
+    monkeypatch.setattr(provider_module, "_run", lambda _props: host)
+    return host
+
+
+def test_create_leaving_networks_out_claims_them_on_the_host_first(
+    provider: DockyardInstanceProvider, fake_host: ClaimingHost
+) -> None:
+    props = {k: v for k, v in INPUTS.items() if k not in NETWORK_KEYS}
+    outs = provider.create(props).outs or {}
+    steps = [step for step, _ in fake_host.steps]
+    assert steps[:3] == [
+        "claim networks for dy1_",
+        "look for dy1_ on the host",
+        "install instance dy1_",
+    ], steps
+    # The install is rendered with what the host chose, and the outputs carry it.
+    install = fake_host.steps[2][1]
+    assert "want_bridge=172.16.4.1/24\n" in install and "want_pool=172.22.0.0/19\n" in install
+    assert {k: outs[k] for k in NETWORK_KEYS} == CHOSEN
+    assert outs["networks"]["bridge"] == "172.16.4.1/24"
+
+
+def test_create_and_update_with_known_networks_claim_inside_the_install_only(
+    provider: DockyardInstanceProvider, fake_host: ClaimingHost
+) -> None:
+    provider.create(INPUTS)
+    kept = {k: v for k, v in INPUTS.items() if k not in NETWORK_KEYS}
+    outs = provider.update("id", olds(), {**kept, "members": ["alice", "bob"]}).outs or {}
+    steps = [step for step, _ in fake_host.steps]
+    assert not [s for s in steps if s.startswith("claim networks")], steps
+    # The update keeps the networks the instance has.
+    assert {k: outs[k] for k in NETWORK_KEYS} == {
+        "bridgeCidr": INPUTS["bridgeCidr"],
+        "fixedCidr": INPUTS["fixedCidr"],
+        "poolBase": INPUTS["poolBase"],
+        "poolSize": 24,
+    }

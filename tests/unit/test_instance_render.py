@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 
+from dockyard_resources.config.network_request import NetworkRequest
 from dockyard_resources.errors import HostOutputError
 from dockyard_resources.hostops import instance as hostops
+from dockyard_resources.hostops import network_claims
 from dockyard_resources.providers import instance as provider
 from dockyard_resources.render import facts, iptables
 from dockyard_resources.render import instance as render
@@ -542,14 +544,21 @@ def test_every_filter_rule_is_needed(index: int) -> None:
         _assert_verdicts(forward, relevant)
 
 
-@pytest.mark.parametrize("name", ["install", "inspect", "stop", "remove", "probe", "files"])
+@pytest.mark.parametrize("name", ["install", "inspect", "stop", "remove", "claim", "files"])
 def test_rendered_scripts_are_valid_bash(spec: render.InstanceSpec, name: str) -> None:
     scripts = {
         "install": [hostops._install_script(spec)],
         "inspect": [hostops._inspect_script(spec)],
         "stop": [hostops._stop_script(spec)],
         "remove": [hostops._remove_script(spec, ["br-0123456789ab"])],
-        "probe": [hostops._probe_script(spec)],
+        "claim": [
+            network_claims.claim_script(
+                spec,
+                NetworkRequest(None, None, None, 24),
+                guards=hostops.guards(),
+                dir_guard=hostops._system_dir_patterns(),
+            )
+        ],
         "files": [f.content for f in render.instance_files(spec) if "/bin/" in f.path],
     }[name]
     for script in scripts:
@@ -608,62 +617,6 @@ def test_ssh_forward(spec: render.InstanceSpec) -> None:
         "ops@203.0.113.5",
     ]
     assert hint == "export DOCKER_HOST=unix:///tmp/dy1_docker.sock"
-
-
-def _host(routes: list[dict[str, Any]], addrs: list[dict[str, Any]], **kw: Any) -> Any:
-    return hostops.HostNetworks(
-        routes=routes,
-        addrs=addrs,
-        own_devices=frozenset(kw.get("own", ())),
-        others=kw.get("others", []),
-    )
-
-
-def test_conflicts_name_the_overlapping_route(spec: render.InstanceSpec) -> None:
-    routes = [
-        {"dst": "default", "gateway": "10.0.2.2", "dev": "eth0"},
-        {"dst": "10.0.2.0/24", "dev": "eth0"},
-        {"dst": "172.22.0.0/16", "dev": "br-other"},
-    ]
-    problems = hostops.find_conflicts(spec, _host(routes, []))
-    assert problems == [
-        "bridgeCidr 172.22.147.0/24 overlaps the host route 172.22.0.0/16 dev br-other"
-    ]
-
-
-def test_conflicts_ignore_own_bridge_but_not_foreign_addresses(spec: render.InstanceSpec) -> None:
-    addrs = [
-        {
-            "ifname": "dy1_docker0",
-            "addr_info": [{"family": "inet", "local": "172.22.147.1", "prefixlen": 24}],
-        },
-        {
-            "ifname": "docker0",
-            "addr_info": [{"family": "inet", "local": "172.28.5.1", "prefixlen": 24}],
-        },
-    ]
-    problems = hostops.find_conflicts(spec, _host([], addrs, own={"dy1_docker0"}))
-    assert problems == ["poolBase 172.28.0.0/16 overlaps address 172.28.5.1/24 on docker0"]
-
-
-def test_conflicts_with_instances_made_elsewhere(spec: render.InstanceSpec) -> None:
-    others = [
-        {"prefix": "dy1_", "root": "/dy1", "manifest": None},  # ourselves on a re-run
-        {
-            "prefix": "zz_",
-            "root": "/zz",
-            "manifest": {
-                "networks": {"bridgeNetwork": "172.30.0.0/24", "poolBase": "172.28.128.0/17"}
-            },
-        },
-        {"prefix": "yy_", "root": "/dy1", "manifest": None},
-    ]
-    problems = hostops.find_conflicts(spec, _host([], [], others=others))
-    assert problems == [
-        "poolBase 172.28.0.0/16 overlaps poolBase 172.28.128.0/17"
-        " of Dockyard instance zz_ (root /zz)",
-        "root /dy1 is already used on this host by instance yy_",
-    ]
 
 
 def test_pool_bridges_are_found_by_address(spec: render.InstanceSpec) -> None:
