@@ -230,7 +230,10 @@ class CiRun:
                 self.up(stack)
                 self.log("preview --expect-no-changes")
                 self.preview_no_changes(stack)
-                self.acceptance()
+                if config.get("dockyard:hosts"):
+                    self.acceptance()
+                else:  # the suite checks hosts and instances: a stack without any has none
+                    self.log("acceptance: skipped, the stack has no hosts to check")
             except (CiError, auto.errors.CommandError, KeyboardInterrupt) as exc:
                 failed = exc
                 self.log(f"FAILED: {_short(exc)}")
