@@ -28,7 +28,7 @@ destroy: setup
 	scripts/pulumi-stack.sh destroy $(STACK)
 
 ## test: lint, type-check and run the whole test suite (what CI runs): pytest, the
-## acceptance suite included (on the engine lifecycle's stack, docs/testing.md).
+## acceptance suite included (`ci` on the testbed stack as docs/ci.md's Locally recipe runs it).
 # The caches (CLI, VM image, test bed artifacts, DinD image) are built first, as steps.
 test: setup-dev lint typecheck pulumi-cli test-artifacts
 	time scripts/test.sh

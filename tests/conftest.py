@@ -1,6 +1,6 @@
 """Fixture modules shared by every test package (each starts what it needs), and the wall time
-of each test group (unit, program, transport, vm, hosts, engine, and acceptance: the steps
-marked `acceptance`, which run the acceptance suite on the engine lifecycle's stack) printed
+of each test group (unit, program, transport, vm, hosts, engine, and acceptance: the tests
+marked `acceptance`, whose run holds the acceptance suite: docs/ci.md's Locally recipe) printed
 at the end."""
 
 from __future__ import annotations

@@ -100,8 +100,7 @@ def test_ci_under_the_makefiles_environment_works_from_nothing(
     stack_file.write_text("config:\n  dockyard:hosts: []\n")
     recipe = tmp_path / "extra.mk"
     recipe.write_text(
-        "fresh-ci:\n"
-        f"\t.venv/bin/python -m dockyard_resources ci --stack-file {stack_file}\n"
+        f"fresh-ci:\n\t.venv/bin/python -m dockyard_resources ci --stack-file {stack_file}\n"
     )
     proc = _run(["make", "-s", "-f", "Makefile", "-f", str(recipe), "fresh-ci"], new_machine)
     output = proc.stdout + proc.stderr

@@ -5,12 +5,8 @@ cycle in file order: each test is one step and needs the steps before it. When a
 step fails, the later ones are skipped with that reason, and the module fixture always
 destroys the stack and removes the VM (registered before the stack exists).
 
-The same stack is the one the acceptance suite (tests/acceptance) checks, so `make test`
-deploys it once: right after the first `up` (three instances created together, as in the
-testbed stack) the suite runs with --skip-destructive; its checks that destroy instances or
-reboot the host run after the lifecycle's own edits, with --destructive-only, and end with
-every instance and the SysboxHost destroyed through the engine and no trace on the host;
-the lifecycle's last step then destroys the rest.
+The acceptance suite (tests/acceptance) runs once in `make test`, through `ci` on the testbed
+stack as docs/ci.md's "Locally" recipe prints it (tests/engine/test_recipe_ci_locally.py).
 
 How the pending create left by a killed `pulumi up` is handled:
 `pulumi refresh --clear-pending-creates`, one of the two ways Pulumi documents (the other is
@@ -38,7 +34,6 @@ from dockyard_resources.paths import vms_dir
 from dockyard_resources.provisioning import local_vm_name
 from dockyard_resources.transport import close_all
 from dockyard_resources.vm import runner
-from tests.engine.acceptance_run import run_acceptance
 from tests.engine.dockyard_stack import DockyardStack, Run, copy_project
 from tests.engine.vm_host import VmHost
 from tests.fixtures.pulumi_cli import TEST_PASSPHRASE, PulumiCli, unique_stack_name
@@ -314,18 +309,6 @@ def _preview_inputs(preview: Run, name: str) -> dict[str, Any]:
     raise AssertionError(f"no step for {name} in the preview: {preview.steps()}")
 
 
-# --- A1. the acceptance suite on the new stack, without its destroys and reboot -------------
-
-
-@pytest.mark.acceptance
-@pytest.mark.timeout(3600)
-def test_acceptance_suite_on_the_new_stack(
-    step: Lifecycle, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Its first checks need instances nobody touched since Pulumi created them together."""
-    run_acceptance(step.stack, capsys, "--skip-destructive")
-
-
 # --- 9. no secret in clear text in the state ------------------------------------------------
 
 
@@ -576,32 +559,19 @@ def test_removing_the_first_instance_changes_no_other_instance(step: Lifecycle) 
     step.stack.preview("--expect-no-changes")
 
 
-# --- A2. the acceptance suite's destroys and reboot ------------------------------------------
-
-
-@pytest.mark.acceptance
-@pytest.mark.timeout(3600)
-def test_acceptance_suite_destroys_and_reboot(
-    step: Lifecycle, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Parking, destroy under load, reboot, and the full destroy of every instance and the
-    SysboxHost through the engine (targets), which must leave no trace on the host."""
-    run_acceptance(step.stack, capsys, "--destructive-only")
-
-
 # --- 7. destroy: the host keeps nothing of Dockyard, a second destroy is a no-op --------------
 
 
 def test_destroy_leaves_nothing_on_the_host(step: Lifecycle) -> None:
-    # The acceptance suite's last check destroyed the SysboxHost and every instance with
-    # `destroy --target`, the VM still there to be inspected; this checks it again (dy1_,
-    # removed before, included) and then destroys the rest.
+    # dy1_ was removed by the step before; it is checked for traces again all the same.
+    prefixes = [f"dy{n}_" for n in (2, 3, 4, 5)]
     vm = step.vm
-    prefixes = [f"dy{n}_" for n in range(1, 6)]
-    host_side = {f"{step.host_name}-sysbox", *(step.resource_name(p) for p in prefixes)}
-    names = [str(r["urn"]).rsplit("::", 1)[-1] for r in step.stack.resources()]
-    assert [name for name in names if name in host_side] == [], names
-    traces = vm.dockyard_traces(prefixes, [f"/dy{n}" for n in range(1, 6)])
+    # First everything Dockyard put on the VM, so the VM is still there to be inspected.
+    targets = [step.urn("sysbox"), *(step.urn(p) for p in prefixes)]
+    partial = step.stack.destroy(*(arg for urn in targets for arg in ("--target", urn)))
+    assert partial.change_summary == {"delete": 5}, partial.describe()
+    assert sorted(partial.urns("delete")) == sorted(targets)
+    traces = vm.dockyard_traces(["dy1_", *prefixes], [f"/dy{n}" for n in range(1, 6)])
     assert traces == [], traces
     assert vm.ok(f"id -u {MEMBER}"), "members are only taken out of the group"
 

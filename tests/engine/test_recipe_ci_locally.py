@@ -20,7 +20,7 @@ import pytest
 from tests.userpaths.bash import run_bash
 from tests.userpaths.fresh_clone import REPO_ROOT, clone, new_machine_env
 
-pytestmark = [pytest.mark.engine, pytest.mark.vm]
+pytestmark = [pytest.mark.engine, pytest.mark.vm, pytest.mark.acceptance]
 
 DOC = REPO_ROOT / "docs" / "ci.md"
 

@@ -1,20 +1,14 @@
-"""The acceptance suite split in two runs against one stack (tests/engine/test_lifecycle.py):
-`--skip-destructive` first, `--destructive-only` later must together run every check once,
-and a failing run must fail the engine step that started it."""
+"""The acceptance suite split in two runs against one stack (by hand: docs/ci.md): its
+`--skip-destructive` run and its `--destructive-only` run must together run every check
+once."""
 
 from __future__ import annotations
 
 import inspect
 import subprocess
-import sys
-from pathlib import Path
-from typing import Any
-
-import pytest
 
 from dockyard_resources import ci
 from tests.acceptance import test_acceptance as suite
-from tests.engine import acceptance_run
 from tests.fixtures.pulumi_cli import REPO_ROOT
 
 DESTRUCTIVE = {
@@ -51,30 +45,3 @@ def test_both_options_at_once_are_refused() -> None:
     )
     proc = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
     assert proc.returncode != 0 and "exclude each other" in proc.stderr
-
-
-class _Stack:
-    name = "s"
-    work_dir = Path("/nonexistent")
-
-    def env(self) -> dict[str, str]:
-        return {}
-
-
-def _fake_suite(monkeypatch: pytest.MonkeyPatch, code: int) -> None:
-    script = f"print('[acceptance] a check: failed'); raise SystemExit({code})"
-
-    def command(*_args: Any) -> list[str]:
-        return [sys.executable, "-c", script]
-
-    monkeypatch.setattr(ci, "acceptance_command", command)
-
-
-def test_a_failing_suite_fails_the_step(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    _fake_suite(monkeypatch, 1)
-    with pytest.raises(AssertionError, match=r"pytest exit 1\):\n\[acceptance\] a check: failed"):
-        acceptance_run.run_acceptance(_Stack(), capsys)  # type: ignore[arg-type]
-    _fake_suite(monkeypatch, 0)
-    acceptance_run.run_acceptance(_Stack(), capsys)  # type: ignore[arg-type]
