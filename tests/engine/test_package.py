@@ -174,7 +174,7 @@ def test_the_library_example_runs_through_the_engine(
     creates = [
         step["urn"].rsplit("::", 1)[1] for step in document["steps"] if step["op"] == "create"
     ]
-    for name in ("build-1", "build-1-sysbox", "build-1-networks", "build-1-ci1_", "build-1-ci2_"):
+    for name in ("build-1", "build-1-sysbox", "build-1-ci1_", "build-1-ci2_"):
         assert name in creates, creates
     protected = {
         step["urn"].rsplit("::", 1)[1]: bool((step.get("newState") or {}).get("protect"))
