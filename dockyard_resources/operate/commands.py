@@ -70,18 +70,17 @@ def _events_to(err: TextIO) -> Iterator[None]:
     connection replaced) on stderr while the tunnel runs; their messages hold no secrets."""
     handler = logging.StreamHandler(err)
     handler.setFormatter(logging.Formatter("# tunnel: %(message)s"))
-    loggers = [
-        logging.getLogger(name)
-        for name in ("dockyard_resources.operate", "dockyard_resources.transport")
-    ]
+    loggers = [logging.getLogger(f"dockyard_resources.{name}") for name in ("operate", "transport")]
+    levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
     try:
         yield
     finally:
-        for logger in loggers:
+        for logger, level in zip(loggers, levels, strict=True):
             logger.removeHandler(handler)
+            logger.setLevel(level)
 
 
 def _tunnel(args: argparse.Namespace, out: TextIO, err: TextIO, host: Host, inst: Instance) -> int:

@@ -66,7 +66,7 @@ def test_a_directory_another_user_made_first_is_refused(
     assert f"not to you (uid {other})" in message and "--socket PATH" in message
 
 
-@pytest.mark.parametrize("mode", [0o755, 0o770, 0o701, 0o1777])
+@pytest.mark.parametrize("mode", [0o755, 0o770, 0o701, 0o1777], ids=lambda m: f"{m:04o}")
 def test_an_own_directory_that_others_can_enter_is_refused(no_xdg: Path, mode: int) -> None:
     planted = no_xdg / f"dockyard-{os.geteuid()}"
     planted.mkdir()
