@@ -168,7 +168,7 @@ def exec_with_stdin_docker_py(client: docker.DockerClient, container: Any, data:
     sock: socket.socket = raw._sock
     sock.sendall(data)
     sock.shutdown(socket.SHUT_WR)  # stdin ends; the answer must still come back
-    output = consume_socket_output(frames_iter(raw, tty=False))
+    output = consume_socket_output(data for _, data in frames_iter(raw, tty=False))
     raw.close()
     assert isinstance(output, bytes)
     return output
