@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 # accept() failures that pass once other connections end: wait a little, do not stop.
 _TRANSIENT_ACCEPT = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+# accept() failures of one client that left before it was taken: next one.
+_CLIENT_GONE = {errno.ECONNABORTED, errno.EPROTO}
 
 
 class TunnelError(DockyardError):
@@ -110,6 +112,8 @@ class Tunnel:
             except OSError as exc:
                 if self._closed.is_set():
                     return
+                if exc.errno in _CLIENT_GONE:
+                    continue
                 if exc.errno not in _TRANSIENT_ACCEPT:
                     raise
                 log.warning("cannot take a new connection (%s): retrying", exc.strerror)

@@ -9,6 +9,7 @@ on the QEMU test host (tests/hosts/test_tunnel.py).
 
 from __future__ import annotations
 
+import errno
 import socket
 import threading
 from collections.abc import Iterator
@@ -184,3 +185,43 @@ def test_new_clients_are_served_after_sshd_dropped_the_connection(
         # ... and the next ones are served over a new connection.
         for n in range(3):
             assert echo(path, f"after {n}\n".encode()) == f"after {n}\n".encode()
+
+
+class _AcceptFailsOnce:
+    """The listening socket, whose next accept() fails as when the process is out of file
+    descriptors (EMFILE: many clients at once, a low `ulimit -n`)."""
+
+    def __init__(self, real: socket.socket) -> None:
+        self._real = real
+        self.failed = False
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        if not self.failed:
+            self.failed = True
+            raise OSError(errno.EMFILE, "Too many open files")
+        return self._real.accept()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def test_running_out_of_file_descriptors_does_not_end_the_tunnel(
+    sshd: SshdServer, tmp_path: Path
+) -> None:
+    inst = fake_instance(tmp_path / "root", ECHO)
+    host = Host(
+        name="h", provision="existing", docker_version="", sysbox_version="",
+        target=sshd.target(), sysbox_urn="", instances=[inst],
+    )  # fmt: skip
+    served = tunnel.Tunnel(host, inst, tmp_path / "t.sock")
+    served.open()
+    flaky = _AcceptFailsOnce(served._server)  # type: ignore[arg-type]
+    served._server = flaky  # type: ignore[assignment]
+    thread = threading.Thread(target=served.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert echo(served.path, b"served\n") == b"served\n"
+        assert flaky.failed and thread.is_alive()
+    finally:
+        served.close()
+        thread.join(timeout=CLIENT_TIMEOUT)
