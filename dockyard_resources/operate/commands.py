@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
@@ -61,7 +64,26 @@ def _stop_on_ctrl_c_and_sigterm() -> None:
     signal.signal(signal.SIGTERM, _stop)
 
 
-def _tunnel(args: argparse.Namespace, out: TextIO, host: Host, inst: Instance) -> int:
+@contextlib.contextmanager
+def _events_to(err: TextIO) -> Iterator[None]:
+    """The tunnel's and the transport's events (a client without a channel, a lost
+    connection replaced) on stderr while the tunnel runs; their messages hold no secrets."""
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(logging.Formatter("# tunnel: %(message)s"))
+    loggers = [logging.getLogger(f"dockyard_resources.{name}") for name in ("operate", "transport")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+
+
+def _tunnel(args: argparse.Namespace, out: TextIO, err: TextIO, host: Host, inst: Instance) -> int:
     path = args.socket or tunnel.default_socket(args.stack, host.name, inst.prefix)
     served = tunnel.Tunnel(host, inst, path)
     served.open()
@@ -69,7 +91,8 @@ def _tunnel(args: argparse.Namespace, out: TextIO, host: Host, inst: Instance) -
     print(f"# {inst.prefix} on {host.name} until Ctrl-C", file=out, flush=True)
     _stop_on_ctrl_c_and_sigterm()
     try:
-        served.serve_forever()
+        with _events_to(err):
+            served.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
@@ -89,7 +112,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     where = f"stack {stack.name}, host {host.name} ({host.target.host}:{host.target.port})"
     try:
         if args.command == "tunnel":
-            return _tunnel(args, out, host, inst)
+            return _tunnel(args, out, err, host, inst)
         return logs.print_logs(host, inst, out, lines=args.lines, follow=args.follow)
     except DockyardError as exc:
         print(f"error: {where}, instance {inst.prefix}: {exc}", file=err)

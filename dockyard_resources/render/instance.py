@@ -291,24 +291,17 @@ def root_marker(spec: InstanceSpec) -> str:
 
 
 def ssh_forward(spec: InstanceSpec, connection: dict[str, Any]) -> str:
-    """A ready-to-paste `ssh -L` that forwards the socket, and how to point Docker at it."""
-    local = f"/tmp/{spec.prefix}docker.sock"
+    """A ready-to-paste command that forwards the socket with `ssh -L` and prints the
+    DOCKER_HOST line to use it. The local end lives in a fresh `mktemp -d` directory (0700,
+    a random name): in a fixed path under /tmp another local user could bind the name
+    first, or after ssh ended, while DOCKER_HOST still points there."""
     user = connection.get("user") or "root"
     port = int(connection.get("port") or 22)
     host = connection.get("host", "HOST")
-    command = quote_all(
-        [
-            "ssh",
-            "-N",
-            "-o",
-            "ExitOnForwardFailure=yes",
-            "-o",
-            "StreamLocalBindUnlink=yes",
-            "-L",
-            f"{local}:{spec.socket_path}",
-            "-p",
-            str(port),
-            f"{user}@{host}",
-        ]
+    forward = '"$d"/' + quote_all([f"{spec.prefix}docker.sock:{spec.socket_path}"])
+    ssh = quote_all(["ssh", "-N", "-o", "ExitOnForwardFailure=yes", "-L"])
+    target = quote_all(["-p", str(port), f"{user}@{host}"])
+    return (
+        f'd=$(mktemp -d) && echo "export DOCKER_HOST=unix://$d/{spec.prefix}docker.sock"'
+        f" && {ssh} {forward} {target}"
     )
-    return f"{command}  # then: export DOCKER_HOST=unix://{local}"

@@ -84,6 +84,11 @@ class SshSession:
         return self._host_key
 
     @property
+    def seen_host_key(self) -> str | None:
+        """The pin, or the key seen on first use; None before the first connection."""
+        return self._host_key
+
+    @property
     def fingerprint(self) -> str:
         return fingerprint_of(self.host_key)
 

@@ -36,6 +36,7 @@ from dockyard_resources.providers.instance import DockyardInstanceProvider
 from dockyard_resources.render.layout import SYSBOX_SERVICE
 from dockyard_resources.transport import SshTarget, close_all, session
 from tests.acceptance.stack import destroy_targets, shell_of
+from tests.hosts import docker_clients
 from tests.hosts.checks import Group, IptablesRules, Service, Socket, SshShell, dockyard_traces
 from tools.testimage import busybox_image, dind_image
 
@@ -472,8 +473,10 @@ def test_status_shows_every_host_and_instance(deployed: DeployedStack, host: Hos
 
 
 def test_tunnel_reaches_an_instances_docker_from_this_machine(
-    deployed: DeployedStack, host: Host, roles: Roles, tmp_path: Path
+    deployed: DeployedStack, host: Host, roles: Roles, image: str, tmp_path: Path
 ) -> None:
+    """The command as a user runs it, then what docker-py users do through it: the
+    sequences that used to end in ConnectionResetError, and 16 runs 8 at a time."""
     sock = tmp_path / "dy.sock"
     argv = [
         sys.executable, "-m", "dockyard_resources", "tunnel", f"{host.name}/{roles.b.prefix}",
@@ -486,6 +489,10 @@ def test_tunnel_reaches_an_instances_docker_from_this_machine(
         first = proc.stdout.readline().strip()
         assert first == f"export DOCKER_HOST=unix://{sock}", first
         assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+        assert server_version_through(sock) == host.docker_version
+        client = docker_clients.docker_py(sock)
+        docker_clients.issue_sequences(client, image)
+        docker_clients.parallel_runs(client, image, count=16, at_once=8)
         assert server_version_through(sock) == host.docker_version
     finally:
         proc.send_signal(signal.SIGINT)

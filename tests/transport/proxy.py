@@ -20,10 +20,16 @@ class FreezableProxy:
         self._frozen = threading.Event()
         self._stopped = threading.Event()
         self._sockets: list[socket.socket] = [self._listener]
+        self._relays: list[threading.Event] = []  # one "frozen" flag per connection
         threading.Thread(target=self._accept, daemon=True).start()
 
     def freeze(self) -> None:
         self._frozen.set()
+
+    def freeze_existing(self) -> None:
+        """Freeze the connections made so far; new ones still pass."""
+        for frozen in self._relays:
+            frozen.set()
 
     def close(self) -> None:
         self._stopped.set()
@@ -39,14 +45,18 @@ class FreezableProxy:
                 return
             upstream = socket.create_connection(self._target)
             self._sockets += [client, upstream]
-            threading.Thread(target=self._relay, args=(client, upstream), daemon=True).start()
+            frozen = threading.Event()
+            self._relays.append(frozen)
+            threading.Thread(
+                target=self._relay, args=(client, upstream, frozen), daemon=True
+            ).start()
 
-    def _relay(self, a: socket.socket, b: socket.socket) -> None:
+    def _relay(self, a: socket.socket, b: socket.socket, frozen: threading.Event) -> None:
         selector = selectors.DefaultSelector()
         selector.register(a, selectors.EVENT_READ, b)
         selector.register(b, selectors.EVENT_READ, a)
         while not self._stopped.is_set():
-            if self._frozen.is_set():
+            if self._frozen.is_set() or frozen.is_set():
                 self._stopped.wait(0.2)  # hold the sockets open, move nothing
                 continue
             for key, _ in selector.select(timeout=0.2):

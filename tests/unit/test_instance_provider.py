@@ -130,7 +130,7 @@ def test_outputs(provider: DockyardInstanceProvider) -> None:
     assert outs["bridgeName"] == "dy1_docker0"
     assert outs["networks"]["poolBase"] == "172.28.0.0/16"
     assert (
-        "-L /tmp/dy1_docker.sock:/dy1/run/docker.sock -p 2222 root@127.0.0.1" in outs["sshForward"]
+        '-L "$d"/dy1_docker.sock:/dy1/run/docker.sock -p 2222 root@127.0.0.1' in outs["sshForward"]
     )
     for key in INPUTS:
         assert key in outs  # diff and update see outputs as olds

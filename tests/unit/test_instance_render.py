@@ -5,11 +5,13 @@ from __future__ import annotations
 import functools
 import ipaddress
 import json
+import os
 import random
 import shlex
 import subprocess
 import tomllib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -600,23 +602,52 @@ def test_remove_script_never_leaves_the_root(spec: render.InstanceSpec) -> None:
     assert 'rm -rf "/run/containerd/runc/$ns/$id"' in script
 
 
-def test_ssh_forward(spec: render.InstanceSpec) -> None:
+# A stand-in for ssh: records its arguments and the directory the local socket goes to.
+FAKE_SSH = r"""#!/bin/sh
+printf '%s\n' "$@" > "$SSH_ARGS"
+local_end=$(printf '%s\n' "$@" | sed -n '/^-L$/{n;p;}' | cut -d: -f1)
+stat -c '%a %u %F' "$(dirname "$local_end")" > "$SSH_DIR"
+"""
+
+
+def run_ssh_forward(text: str, tmp_path: Path) -> tuple[str, list[str], str]:
+    """Paste the sshForward text into bash, ssh stubbed: (stdout, ssh's argv, its dir)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "ssh").write_text(FAKE_SSH)
+    (bin_dir / "ssh").chmod(0o755)
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "TMPDIR": str(tmp_path),
+        "SSH_ARGS": str(tmp_path / "args"),
+        "SSH_DIR": str(tmp_path / "dir"),
+    }
+    out = subprocess.run(
+        ["bash", "-c", text], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    argv = (tmp_path / "args").read_text().splitlines()
+    return out, argv, (tmp_path / "dir").read_text().strip()
+
+
+def test_ssh_forward_binds_in_a_fresh_private_directory(
+    spec: render.InstanceSpec, tmp_path: Path
+) -> None:
+    """Pasted as printed: ssh forwards into a new 0700 directory of the user's (never a
+    fixed /tmp name another user could bind first or after), and the command prints the
+    DOCKER_HOST line that goes with it."""
     text = render.ssh_forward(spec, {"host": "203.0.113.5", "port": 2222.0, "user": "ops"})
-    command, _, hint = text.partition("  # then: ")
-    assert shlex.split(command) == [
-        "ssh",
-        "-N",
-        "-o",
-        "ExitOnForwardFailure=yes",
-        "-o",
-        "StreamLocalBindUnlink=yes",
-        "-L",
-        "/tmp/dy1_docker.sock:/dy1/run/docker.sock",
-        "-p",
-        "2222",
-        "ops@203.0.113.5",
-    ]
-    assert hint == "export DOCKER_HOST=unix:///tmp/dy1_docker.sock"
+    out, argv, directory = run_ssh_forward(text, tmp_path)
+    local_end, _, remote = argv[argv.index("-L") + 1].partition(":")
+    assert out == f"export DOCKER_HOST=unix://{local_end}\n"
+    assert remote == "/dy1/run/docker.sock"
+    assert Path(local_end).name == "dy1_docker.sock"
+    assert Path(local_end).parent.parent == tmp_path  # made by mktemp -d under $TMPDIR
+    assert directory == f"700 {os.geteuid()} directory"
+    assert argv[:4] == ["-N", "-o", "ExitOnForwardFailure=yes", "-L"]
+    assert argv[-3:] == ["-p", "2222", "ops@203.0.113.5"]
+    # Another paste, another directory: there is no name to take over in advance.
+    again = run_ssh_forward(text, tmp_path)[1]
+    assert again[again.index("-L") + 1] != argv[argv.index("-L") + 1]
 
 
 def test_pool_bridges_are_found_by_address(spec: render.InstanceSpec) -> None:

@@ -134,7 +134,6 @@ def test_tunnel_dials_the_instances_socket_as_root() -> None:
     inst = make_instance()
     assert tunnel.dial_command(inst, "root") == "/dy1/bin/docker system dial-stdio"
     assert tunnel.dial_command(inst, "ops").startswith("sudo -n -- /dy1/bin/docker")
-    assert tunnel.default_socket("prod", "build-1", "dy1_").name == "dockyard-prod-build-1-dy1.sock"
 
 
 def test_unknown_instance_names_what_exists() -> None:
