@@ -95,7 +95,8 @@ def test_unknown_key_suggests_the_right_one() -> None:
     raw["provision"]["prot"] = 2222
     assert only_error([raw]) == (
         "hosts[0].provision.prot: unknown key; did you mean 'port'?"
-        " (known keys here: kind, address, port, user, hostKey, connectTimeout, sshConfig)"
+        " (known keys here: kind, address, port, user, hostKey, connectTimeout, sshConfig,"
+        " privateKeyFile, jumpHost)"
     )
 
 
@@ -209,6 +210,7 @@ def test_hcloud_defaults_and_cidrs() -> None:
         "location": "fsn1",
         "image": "ubuntu-24.04",
         "allowedSshCidrs": ("0.0.0.0/0",),
+        "jumpHost": None,
     }
     errors = errors_of(
         [host(provision={"kind": "hcloud", "allowedSshCidrs": ["198.51.100.7/24", "nope"]})]
@@ -234,6 +236,7 @@ def test_aws_fields() -> None:
         "subnetId": "subnet-0a1b2c3d",
         "allowedSshCidrs": ("0.0.0.0/0",),
         "diskGb": 20,
+        "jumpHost": None,
     }
     errors = errors_of([host(provision={"kind": "aws", "region": "Frankfurt", "subnetId": "x"})])
     assert errors[0].startswith("hosts[0].provision.region: 'Frankfurt' is not an AWS region")
