@@ -89,8 +89,9 @@ class Tunnel:
 
     def _handle(self, client: socket.socket) -> None:
         try:
-            channel = session(self.host.target).transport().open_session()
-            channel.exec_command(dial_command(self.inst, self.host.target.user or "root"))
+            ssh = session(self.host.target)  # its user: the stack's, or ~/.ssh/config's User
+            channel = ssh.transport().open_session()
+            channel.exec_command(dial_command(self.inst, ssh.user))
         except (paramiko.SSHException, OSError, DockyardError):
             client.close()
             return

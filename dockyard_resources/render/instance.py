@@ -277,29 +277,44 @@ def instance_files(spec: InstanceSpec) -> list[HostFile]:
     ]
 
 
+def _ssh_destination_args(connection: dict[str, Any]) -> list[str]:
+    """`-p PORT USER@HOST`, leaving to ~/.ssh/config what a sshConfig stack leaves out."""
+    from_config = bool(connection.get("sshConfig"))
+    port = connection.get("port")
+    args = [] if port is None and from_config else ["-p", str(int(port or 22))]
+    return [*args, _ssh_destination(connection, connection, uri=False)]
+
+
+def _ssh_destination(end: dict[str, Any], connection: dict[str, Any], *, uri: bool) -> str:
+    """`[user@]host`, or for `-J` `[user@]host[:port]` (IPv6 in brackets)."""
+    from_config = bool(connection.get("sshConfig"))
+    host = str(end.get("host", "HOST"))
+    user = end.get("user") or (None if from_config else "root")
+    if uri:
+        port = end.get("port")
+        if ":" in host:
+            host = f"[{host}]"
+        if port is not None or not from_config:
+            host = f"{host}:{int(port or 22)}"
+    return f"{user}@{host}" if user else host
+
+
 def root_marker(spec: InstanceSpec) -> str:
     return f"owner={spec.owner}\nprefix={spec.prefix}\n"
 
 
 def ssh_forward(spec: InstanceSpec, connection: dict[str, Any]) -> str:
-    """A ready-to-paste `ssh -L` that forwards the socket, and how to point Docker at it."""
+    """A ready-to-paste `ssh -L` that forwards the socket, and how to point Docker at it: the
+    stack's connection as `ssh` options (key file, jump host; with sshConfig, what the stack
+    leaves out comes from ~/.ssh/config, as for Dockyard)."""
     local = f"/tmp/{spec.prefix}docker.sock"
-    user = connection.get("user") or "root"
-    port = int(connection.get("port") or 22)
-    host = connection.get("host", "HOST")
-    command = quote_all(
-        [
-            "ssh",
-            "-N",
-            "-o",
-            "ExitOnForwardFailure=yes",
-            "-o",
-            "StreamLocalBindUnlink=yes",
-            "-L",
-            f"{local}:{spec.socket_path}",
-            "-p",
-            str(port),
-            f"{user}@{host}",
-        ]
-    )
+    argv = ["ssh", "-N", "-o", "ExitOnForwardFailure=yes", "-o", "StreamLocalBindUnlink=yes"]
+    argv += ["-L", f"{local}:{spec.socket_path}"]
+    if connection.get("privateKeyFile"):
+        argv += ["-i", str(connection["privateKeyFile"])]
+    jump = connection.get("jumpHost")
+    if isinstance(jump, dict):
+        argv += ["-J", _ssh_destination(jump, connection, uri=True)]
+    argv += _ssh_destination_args(connection)
+    command = quote_all(argv)
     return f"{command}  # then: export DOCKER_HOST=unix://{local}"
