@@ -20,7 +20,7 @@ KNOWN_KEYS: Final = ("hosts", "sshPrivateKey", "sshPrivateKeyPassphrase")
 # Secret keys and how to store each encrypted.
 SECRET_KEYS: Final = {
     "sshPrivateKey": "cat ~/.ssh/id_ed25519 | pulumi config set --secret {key}",
-    "sshPrivateKeyPassphrase": "pulumi config set --secret {key}  # prompts for it",
+    "sshPrivateKeyPassphrase": "pulumi config set --secret {key}",
 }
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from dockyard_resources.config import ConfigError, ExistingProvision, validate_hosts
 from dockyard_resources.config.models import AwsProvision, HcloudProvision
+from dockyard_resources.config.stackfile import validate_stack_config
 from dockyard_resources.operate.deployed import target_of
 from dockyard_resources.providers.inputs import connection_problems
 from dockyard_resources.render import instance as render
@@ -242,3 +243,15 @@ def test_from_props_rejects_a_malformed_jump_host() -> None:
         SshTarget.from_props({"host": "h", "jumpHost": "bastion"})
     with pytest.raises(TransportError, match=r"connection\.jumpHost\.host is required"):
         SshTarget.from_props({"host": "h", "jumpHost": {"user": "ops"}})
+
+
+def test_the_passphrase_is_a_known_stack_key_and_must_be_stored_encrypted() -> None:
+    assert validate_stack_config(
+        {"dockyard:hosts": [], "dockyard:sshPrivateKeyPassphrase": {"secure": "v1:abc"}}
+    ) == []
+    with pytest.raises(ConfigError) as caught:
+        validate_stack_config({"dockyard:hosts": [], "dockyard:sshPrivateKeyPassphrase": "pw"})
+    assert caught.value.errors == [
+        "dockyard:sshPrivateKeyPassphrase: stored in clear text; store it encrypted with"
+        " `pulumi config set --secret dockyard:sshPrivateKeyPassphrase`"
+    ]
