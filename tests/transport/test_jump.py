@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from dockyard_resources.operate.deployed import target_of
 from dockyard_resources.transport import (
     ConnectTimeout,
     HostKeyMismatch,
@@ -137,7 +138,8 @@ def test_a_host_the_jump_host_cannot_reach_is_retried_until_the_deadline(
 
 
 def test_connection_props_carry_the_jump_host(sshd: SshdServer, jump_sshd: SshdServer) -> None:
-    """The `connection` input of the resources: the jump host gets the host's key."""
+    """The `connection` input of the resources, and the day-2 target read back from the
+    state: the jump host gets the host's key."""
     props = {
         "host": sshd.host,
         "port": float(sshd.port),  # as Pulumi sends numbers
@@ -154,6 +156,11 @@ def test_connection_props_carry_the_jump_host(sshd: SshdServer, jump_sshd: SshdS
     ssh = session(SshTarget.from_props(props))
     assert ssh.run("echo props", step="props").stdout == "props\n"
     assert jump_sshd.forwarded() == [(sshd.host, sshd.port)]
+    # Day-2 commands (status, tunnel, logs) read the same dict from the state.
+    close_all()
+    day2 = session(target_of(props))
+    assert day2.run("echo day-2", step="day-2").stdout == "day-2\n"
+    assert jump_sshd.forwarded() == [(sshd.host, sshd.port)] * 2
 
 
 def test_closing_after_the_jump_host_went_away_does_not_fail(
