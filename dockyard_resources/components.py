@@ -66,13 +66,16 @@ def invalid_config_message(errors: list[str], where: str) -> str:
 class LazyLoginKey:
     """The stack's cloud login key, created on first use only (no cloud host: no key)."""
 
-    def __init__(self, configured: pulumi.Input[str] | None) -> None:
+    def __init__(
+        self, configured: pulumi.Input[str] | None, passphrase: pulumi.Input[str] | None = None
+    ) -> None:
         self._configured = None if configured is None else pulumi.Output.from_input(configured)
+        self._passphrase = None if passphrase is None else pulumi.Output.from_input(passphrase)
         self._key: LoginKey | None = None
 
     def __call__(self) -> LoginKey:
         if self._key is None:
-            self._key = stack_login_key(self._configured)
+            self._key = stack_login_key(self._configured, self._passphrase)
         return self._key
 
 
@@ -93,11 +96,16 @@ class DockyardHost(pulumi.ComponentResource):
         *,
         ssh_private_key: pulumi.Output[str] | None,
         login_key: Callable[[], LoginKey],
+        ssh_private_key_passphrase: pulumi.Output[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(HOST_TYPE, spec.name, None, opts)
         self.provisioned = provision_host(
-            spec, self, ssh_private_key=ssh_private_key, login_key=login_key
+            spec,
+            self,
+            ssh_private_key=ssh_private_key,
+            login_key=login_key,
+            passphrase=ssh_private_key_passphrase,
         )
         sysbox_name = f"{spec.name}-sysbox"
         self.sysbox = SysboxHost(
@@ -124,12 +132,15 @@ class DockyardHost(pulumi.ComponentResource):
         config: Mapping[str, Any],
         *,
         ssh_private_key: pulumi.Input[str] | None = None,
+        ssh_private_key_passphrase: pulumi.Input[str] | None = None,
         base_dir: Path | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> DockyardHost:
         """A host from one entry of `dockyard:hosts` (same keys, same checks, same defaults
         as the stack file); invalid input stops the program listing every problem, before
-        any resource is registered. `ssh_private_key` is the login key (kept secret)."""
+        any resource is registered. `ssh_private_key` is the login key and
+        `ssh_private_key_passphrase` opens it (or the host's privateKeyFile) when encrypted;
+        both are kept secret."""
         try:
             (spec,) = validate_hosts([dict(config)], base_dir=base_dir)
         except ConfigError as exc:
@@ -138,7 +149,18 @@ class DockyardHost(pulumi.ComponentResource):
                 invalid_config_message(errors, f"host {config.get('name', '?')!r}")
             ) from None
         key = None if ssh_private_key is None else pulumi.Output.secret(ssh_private_key)
-        return cls(spec, ssh_private_key=key, login_key=LazyLoginKey(key), opts=opts)
+        passphrase = (
+            None
+            if ssh_private_key_passphrase is None
+            else pulumi.Output.secret(ssh_private_key_passphrase)
+        )
+        return cls(
+            spec,
+            ssh_private_key=key,
+            login_key=LazyLoginKey(key, passphrase),
+            ssh_private_key_passphrase=passphrase,
+            opts=opts,
+        )
 
     def _instance(self, host_name: str, instance: ResolvedInstance) -> DockyardInstance:
         # The SysboxHost has seen (or enforced) the host key: instances connect pinned.

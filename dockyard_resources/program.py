@@ -37,13 +37,20 @@ def load_hosts(config: pulumi.Config, base_dir: Path) -> list[HostSpec]:
 
 
 def build_hosts(
-    specs: list[HostSpec], ssh_private_key: pulumi.Output[str] | None
+    specs: list[HostSpec],
+    ssh_private_key: pulumi.Output[str] | None,
+    passphrase: pulumi.Output[str] | None = None,
 ) -> dict[str, DockyardHost]:
     """One `DockyardHost` per spec; hosts share nothing but the login key, so they run in
     parallel."""
-    login_key = LazyLoginKey(ssh_private_key)
+    login_key = LazyLoginKey(ssh_private_key, passphrase)
     return {
-        spec.name: DockyardHost(spec, ssh_private_key=ssh_private_key, login_key=login_key)
+        spec.name: DockyardHost(
+            spec,
+            ssh_private_key=ssh_private_key,
+            login_key=login_key,
+            ssh_private_key_passphrase=passphrase,
+        )
         for spec in specs
     }
 
@@ -58,6 +65,7 @@ def main(project_dir: Path | None = None) -> dict[str, DockyardHost]:
     config = pulumi.Config(CONFIG_NAMESPACE)
     specs = load_hosts(config, project_dir or Path.cwd())
     ssh_private_key = config.get_secret("sshPrivateKey")
-    hosts = build_hosts(specs, ssh_private_key)
+    passphrase = config.get_secret("sshPrivateKeyPassphrase")
+    hosts = build_hosts(specs, ssh_private_key, passphrase)
     pulumi.export("hosts", stack_outputs(hosts))
     return hosts

@@ -135,9 +135,11 @@ def provision_aws(
     )
     return ready_server(
         host_name,
-        address=instance.public_ip,
+        # Through a jump host: the private address, the instance needs no public SSH.
+        address=instance.private_ip if provision.jump_host else instance.public_ip,
         server_id=instance.id,
         login=login,
         host_key=host_key,
         parent=parent,
+        jump=provision.jump_host,
     )

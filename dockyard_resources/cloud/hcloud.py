@@ -61,4 +61,5 @@ def provision_hcloud(
         login=login,
         host_key=host_key,
         parent=parent,
+        jump=provision.jump_host,
     )

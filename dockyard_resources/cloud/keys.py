@@ -21,6 +21,10 @@ class LoginKey:
 
     private_key: pulumi.Output[str]
     public_key: pulumi.Output[str]
+    # `dockyard:sshPrivateKeyPassphrase` of a configured, encrypted key (secret).
+    passphrase: pulumi.Output[str] | None = None
+    # True for `dockyard:sshPrivateKey`, which the operator may also use on a jump host.
+    configured: bool = False
 
 
 @dataclass(frozen=True)
@@ -32,26 +36,34 @@ class HostKey:
     fingerprint: pulumi.Output[str]
 
 
-def public_key_line(private_key: str) -> str:
-    """The OpenSSH public key line of an unencrypted OpenSSH or PEM private key."""
+def public_key_line(private_key: str, passphrase: str | None = None) -> str:
+    """The OpenSSH public key line of an OpenSSH or PEM private key."""
     data = private_key.strip().encode() + b"\n"
+    password = passphrase.encode() if passphrase else None
     if b"BEGIN OPENSSH PRIVATE KEY" in data:
-        key = serialization.load_ssh_private_key(data, password=None)
+        key = serialization.load_ssh_private_key(data, password=password)
     else:
-        key = serialization.load_pem_private_key(data, password=None)  # type: ignore[assignment]
+        key = serialization.load_pem_private_key(data, password=password)  # type: ignore[assignment]
     public = key.public_key().public_bytes(
         serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
     )
     return public.decode()
 
 
-def stack_login_key(configured: pulumi.Output[str] | None) -> LoginKey:
-    """The configured `dockyard:sshPrivateKey`, else a key pair generated for the stack."""
+def stack_login_key(
+    configured: pulumi.Output[str] | None, passphrase: pulumi.Output[str] | None = None
+) -> LoginKey:
+    """The configured `dockyard:sshPrivateKey` (opened with `passphrase` when encrypted), else
+    a key pair generated for the stack."""
     if configured is not None:
         private: pulumi.Output[str] = pulumi.Output.secret(configured)
+        secret: pulumi.Output[str] | None = (
+            None if passphrase is None else pulumi.Output.secret(passphrase)
+        )
+        line = pulumi.Output.all(private, secret).apply(lambda p: public_key_line(p[0], p[1]))
         # A public key reveals nothing: keep it readable in previews and cloud-init diffs.
-        public = pulumi.Output.unsecret(private.apply(public_key_line))
-        return LoginKey(private_key=private, public_key=public)
+        public = pulumi.Output.unsecret(line)
+        return LoginKey(private_key=private, public_key=public, passphrase=secret, configured=True)
     import pulumi_tls as tls  # noqa: PLC0415 - a cloud extra, needed only here
 
     generated = tls.PrivateKey(STACK_LOGIN_KEY_NAME, algorithm="ED25519")

@@ -15,6 +15,7 @@ from pulumi_command import remote
 from dockyard_resources.cloud import CloudServer
 from dockyard_resources.cloud.cloudinit import CLOUD_USER
 from dockyard_resources.cloud.keys import HostKey, LoginKey
+from dockyard_resources.config.models import JumpHost
 
 WAIT_COMMAND: Final = "cloud-init status --wait >/dev/null || [ $? -ne 1 ]"
 
@@ -24,27 +25,49 @@ DIAL_ERROR_LIMIT: Final = 40
 PER_DIAL_TIMEOUT_S: Final = 15
 
 
+def jump_proxy(jump: JumpHost, login: LoginKey) -> remote.ProxyConnectionArgs:
+    """pulumi-command's `proxy` for the jump host, pinned like Dockyard's own connection. It
+    tries one key only: the configured `dockyard:sshPrivateKey`, else the ssh-agent's keys
+    (SSH_AUTH_SOCK); a key generated for the stack is on no jump host."""
+    props = jump.connection_props()
+    configured = login.configured
+    return remote.ProxyConnectionArgs(
+        host=props["host"],
+        port=props["port"],
+        user=props["user"],
+        host_key=props["hostKey"],
+        private_key=login.private_key if configured else None,
+        private_key_password=login.passphrase if configured else None,
+        dial_error_limit=DIAL_ERROR_LIMIT,
+        per_dial_timeout=PER_DIAL_TIMEOUT_S,
+    )
+
+
 def wait_for_cloud_init(
     name: str,
     *,
     host: pulumi.Input[str],
     user: str,
-    private_key: pulumi.Output[str],
+    login: LoginKey,
     host_key: pulumi.Input[str],
     server_id: pulumi.Input[str],
     parent: pulumi.Resource,
+    jump: JumpHost | None = None,
 ) -> remote.Command:
-    """A command that connects with the pinned host key and returns once cloud-init is done."""
+    """A command that connects with the pinned host key (through the pinned jump host, if
+    any) and returns once cloud-init is done."""
     return remote.Command(
         name,
         connection=remote.ConnectionArgs(
             host=host,
             port=22,
             user=user,
-            private_key=private_key,
+            private_key=login.private_key,
+            private_key_password=login.passphrase,
             host_key=host_key,
             dial_error_limit=DIAL_ERROR_LIMIT,
             per_dial_timeout=PER_DIAL_TIMEOUT_S,
+            proxy=None if jump is None else jump_proxy(jump, login),
         ),
         create=WAIT_COMMAND,
         # A replaced server must be waited for again.
@@ -61,15 +84,18 @@ def ready_server(
     login: LoginKey,
     host_key: HostKey,
     parent: pulumi.Resource,
+    jump: JumpHost | None = None,
 ) -> CloudServer:
-    """The server as Dockyard sees it: reachable once its cloud-init wait has run."""
+    """The server as Dockyard sees it: reachable (through `jump`, if given) once its
+    cloud-init wait has run."""
     wait = wait_for_cloud_init(
         f"{host_name}-cloud-init",
         host=address,
         user=CLOUD_USER,
-        private_key=login.private_key,
+        login=login,
         host_key=host_key.public_key,
         server_id=server_id,
         parent=parent,
+        jump=jump,
     )
     return CloudServer(address=address, user=CLOUD_USER, host_key=host_key, ready=wait)

@@ -15,6 +15,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    ValidationInfo,
     field_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -34,6 +35,7 @@ HostName = Annotated[str, BeforeValidator(values.host_name)]
 Address = Annotated[str, BeforeValidator(values.address)]
 UserName = Annotated[str, BeforeValidator(values.user_name)]
 HostKey = Annotated[str, BeforeValidator(values.host_key)]
+KeyFile = Annotated[str, BeforeValidator(values.private_key_file)]
 SshCidr = Annotated[str, BeforeValidator(values.ssh_cidr)]
 Version = Annotated[str, BeforeValidator(values.version)]
 Sha256 = Annotated[str, BeforeValidator(values.sha256_hex)]
@@ -69,6 +71,40 @@ def _non_empty_cidrs(cidrs: tuple[str, ...]) -> tuple[str, ...]:
     return cidrs
 
 
+class JumpHost(_Model):
+    """A jump host (bastion) the host is reached through, like `ssh -J` or pulumi-command's
+    `proxy`. Offered the host's own credentials; its key is pinned, never trusted on first
+    use, so `hostKey` is required."""
+
+    address: Address
+    # None: 22, or ~/.ssh/config's Port when the host has sshConfig.
+    port: int | None = Field(default=None, ge=1, le=65535)
+    user: UserName = "root"
+    host_key: HostKey
+
+    def connection_props(self, ssh_config: bool = False) -> dict[str, Any]:
+        """`connection.jumpHost`: with sshConfig, a port or user not written here comes from
+        ~/.ssh/config."""
+        props: dict[str, Any] = {"host": self.address, "hostKey": self.host_key}
+        if self.port is not None or not ssh_config:
+            props["port"] = self.port if self.port is not None else 22
+        if "user" in self.model_fields_set or not ssh_config:
+            props["user"] = self.user
+        return props
+
+
+def _pinned_behind_jump(jump: JumpHost | None, info: ValidationInfo) -> JumpHost | None:
+    """Through a jump host the host's own key is pinned too (with sshConfig it may come from
+    ~/.ssh/known_hosts instead)."""
+    if jump is not None and info.data.get("host_key") is None and not info.data.get("ssh_config"):
+        raise ValueError(
+            "needs the host's hostKey too: a host behind a jump host is never trusted on first"
+            " use; set provision.hostKey to its public key line (e.g. from `ssh-keyscan -t"
+            " ed25519 ADDRESS` run on the jump host)"
+        )
+    return jump
+
+
 class ExistingProvision(_Model):
     """A machine that already exists and answers SSH."""
 
@@ -82,8 +118,13 @@ class ExistingProvision(_Model):
     # many seconds instead of the long wait a machine that is still booting gets.
     connect_timeout: int = Field(default=30, ge=1, le=3600)
     # Resolve `address` through ~/.ssh/config on the machine running Pulumi (HostName, Port,
-    # IdentityFile, known_hosts); `port` and `user` given here still win.
+    # User, IdentityFile, ProxyJump, known_hosts); what is written here still wins.
     ssh_config: bool = False
+    # A private key file on the machine running Pulumi: only the path reaches the state.
+    private_key_file: KeyFile | None = None
+    jump_host: JumpHost | None = None
+
+    _jump_pins = field_validator("jump_host", mode="after")(_pinned_behind_jump)
 
     @property
     def ssh_port(self) -> int:
@@ -93,15 +134,21 @@ class ExistingProvision(_Model):
         """The non-secret part of the `connection` input of host resources."""
         props: dict[str, Any] = {
             "host": self.address,
-            "user": self.user,
             "connectDeadline": self.connect_timeout,
         }
+        # With sshConfig, a user not written here comes from ~/.ssh/config (as for `ssh`).
+        if "user" in self.model_fields_set or not self.ssh_config:
+            props["user"] = self.user
         if self.port is not None or not self.ssh_config:
             props["port"] = self.ssh_port
         if self.ssh_config:
             props["sshConfig"] = True
         if self.host_key is not None:
             props["hostKey"] = self.host_key
+        if self.private_key_file is not None:
+            props["privateKeyFile"] = self.private_key_file
+        if self.jump_host is not None:
+            props["jumpHost"] = self.jump_host.connection_props(self.ssh_config)
         return props
 
 
@@ -133,6 +180,9 @@ class HcloudProvision(_Model):
     # The architecture when config/arch.py's rule cannot know the server type (None: the rule).
     arch: Arch | None = None
     allowed_ssh_cidrs: tuple[SshCidr, ...] = _list_of(("0.0.0.0/0",))
+    # Reach the server through this jump host (its public address; allowedSshCidrs can then
+    # be the jump host's own address).
+    jump_host: JumpHost | None = None
 
     @field_validator("allowed_ssh_cidrs", mode="after")
     @classmethod
@@ -152,6 +202,9 @@ class AwsProvision(_Model):
     # The architecture when config/arch.py's rule cannot know the instance type (None: the
     # rule). Only checks the artifacts before the server exists; the AMI follows the type.
     arch: Arch | None = None
+    # Reach the instance at its private address through this jump host (e.g. a bastion in
+    # the same VPC): the instance needs no public SSH.
+    jump_host: JumpHost | None = None
 
     @field_validator("allowed_ssh_cidrs", mode="after")
     @classmethod

@@ -22,8 +22,12 @@ from dockyard_resources.config.yamlsource import SourceDocument, read_yaml
 
 NAMESPACE: Final = "dockyard"
 # Keys of the `dockyard:` namespace the program reads; anything else is most likely a typo.
-KNOWN_KEYS: Final = ("hosts", "sshPrivateKey")
-SECRET_KEYS: Final = ("sshPrivateKey",)
+KNOWN_KEYS: Final = ("hosts", "sshPrivateKey", "sshPrivateKeyPassphrase")
+# Secret keys and how to store each encrypted.
+SECRET_KEYS: Final = {
+    "sshPrivateKey": "cat ~/.ssh/id_ed25519 | pulumi config set --secret {key}",
+    "sshPrivateKeyPassphrase": "pulumi config set --secret {key}",
+}
 
 
 def read_stack_file(path: str | Path) -> SourceDocument:
@@ -101,7 +105,7 @@ def validate_stack_config(
         elif name in SECRET_KEYS and not is_secure(value):
             errors.append(
                 f"{key}: stored in clear text; store it encrypted with"
-                f" `cat ~/.ssh/id_ed25519 | pulumi config set --secret {key}`"
+                f" `{SECRET_KEYS[name].format(key=key)}`"
             )
     hosts: list[HostSpec] = []
     try:

@@ -41,6 +41,9 @@ _MISSING_HINTS = {
     "region": "give the AWS region, e.g. eu-central-1",
     "prefix": "give the instance a prefix such as dy1_",
     "root": "give the instance a root directory such as /dy1",
+    # Required only of a jump host.
+    "hostKey": "a jump host is never trusted on first use; give its public key line, e.g."
+    " from `ssh-keyscan -t ed25519 JUMPHOST` (without the host name)",
 }
 
 

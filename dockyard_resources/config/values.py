@@ -202,6 +202,26 @@ def host_key(value: Any) -> str:
     return f"{parts[0]} {parts[1]}"
 
 
+def private_key_file(value: Any) -> str:
+    """A private key file on the machine running Pulumi: an absolute or `~/` path. Only the
+    path is kept in the state; the file is read when connecting."""
+    text = _text(value, "~/.ssh/id_ed25519")
+    if "PRIVATE KEY" in text or "\n" in text:
+        raise ValueError(
+            "holds a key's text, not a file path; keep the text out of the stack file: give the"
+            " file's path, or store the key with"
+            " `pulumi config set --secret dockyard:sshPrivateKey < KEYFILE`"
+        )
+    if text.endswith(".pub"):
+        raise ValueError(f"{text!r} is a public key; give the private half ({text[:-4]!r})")
+    if not text.startswith(("/", "~/")) or any(ord(c) < 32 for c in text):
+        raise ValueError(
+            f"{text!r} is not an absolute or ~/ path; give the key file on the machine running"
+            " Pulumi, e.g. ~/.ssh/id_ed25519"
+        )
+    return text
+
+
 def prefix(value: Any) -> str:
     text = _text(value, "dy1_")
     if not _PREFIX_RE.fullmatch(text):

@@ -109,7 +109,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except DockyardError as exc:
         print(f"error: {exc}", file=err)
         return 1
-    where = f"stack {stack.name}, host {host.name} ({host.target.host}:{host.target.port})"
+    where = f"stack {stack.name}, host {host.name} ({host.target.label})"
     try:
         if args.command == "tunnel":
             return _tunnel(args, out, err, host, inst)

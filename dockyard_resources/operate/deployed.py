@@ -9,6 +9,7 @@ the acceptance suite.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
@@ -206,19 +207,16 @@ def _by_name(resources: list[dict[str, Any]], name: str) -> dict[str, Any]:
 
 
 def target_of(connection: dict[str, Any]) -> SshTarget:
-    """An SSH target from a resource's `connection` output (host key pinned)."""
-    key = connection.get("privateKey")
-    return SshTarget(
-        host=str(connection["host"]),
-        port=int(connection.get("port") or 22),
-        user=str(connection.get("user") or "root"),
-        private_key=str(key) if key else None,
-        passphrase=connection.get("privateKeyPassphrase") or None,
-        password=connection.get("password") or None,
-        host_key=str(connection["hostKey"]) if connection.get("hostKey") else None,
+    """An SSH target from a resource's `connection` output: the connection the resources
+    used (key text or file, passphrase, ~/.ssh/config, jump host), host key pinned."""
+    target = SshTarget.from_props(connection)
+    key = target.private_key is not None
+    # A key in the state is the login key: the agent and ~/.ssh keys are not offered to
+    # the host (a jump host still gets them, as it may not know the stack's key).
+    return dataclasses.replace(
+        target,
         use_agent=not key,
         look_for_keys=not key,
-        ssh_config=bool(connection.get("sshConfig", False)),
         connect_deadline=float(connection.get("connectDeadline") or 60),
     )
 

@@ -86,9 +86,7 @@ def hints(inst: Instance, seen: dict[str, Any], docker_version: str) -> list[str
 
 def parse(host: Host, stdout: str) -> HostStatus:
     lines = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
-    status = HostStatus(
-        host.name, f"{host.target.host}:{host.target.port}", True, "", "", "", host.docker_version
-    )
+    status = HostStatus(host.name, host.target.label, True, "", "", "", host.docker_version)
     by_prefix: dict[str, dict[str, Any]] = {}
     for line in lines:
         if line.get("kind") == "host":
@@ -122,9 +120,7 @@ def host_status(host: Host) -> HostStatus:
         result = session(host.target).run(script, step="status", timeout=READ_TIMEOUT_S)
     except DockyardError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return HostStatus(
-            host.name, f"{host.target.host}:{host.target.port}", False, first, "", "", ""
-        )
+        return HostStatus(host.name, host.target.label, False, first, "", "", "")
     return parse(host, result.stdout)
 
 

@@ -69,6 +69,7 @@ class Tunnel:
     def __init__(self, host: Host, inst: Instance, path: Path) -> None:
         self.host, self.inst, self.path = host, inst, path
         self.channels = ChannelPool(host.target)
+        # Known once connected: the stack's user, or ~/.ssh/config's User (sshConfig).
         self._command = dial_command(inst, host.target.user or "root")
         self._server: socket.socket | None = None
         self._closed = threading.Event()
@@ -87,7 +88,8 @@ class Tunnel:
         server.listen(socket.SOMAXCONN)  # clients that connect in bursts wait, not fail
         self._server = server
         try:
-            self.channels.connect()  # errors (key, address) show before the first client
+            user = self.channels.connect()  # errors (key, address) show before the first client
+            self._command = dial_command(self.inst, user)
         except BaseException:
             self.close()
             raise

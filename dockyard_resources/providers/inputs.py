@@ -12,7 +12,7 @@ from pulumi.runtime import rpc
 from dockyard_resources.config import values
 
 # Keys of `connection` that are text when present (secrets included).
-_TEXT_KEYS = ("privateKey", "privateKeyPassphrase", "password")
+_TEXT_KEYS = ("privateKey", "privateKeyFile", "privateKeyPassphrase", "password")
 
 
 def is_unknown(value: Any) -> bool:
@@ -81,9 +81,67 @@ def _text(value: Any) -> None:
         raise ValueError("must be a string")
 
 
+def _key_file_problem(path: Any, passphrase: Any) -> str | None:
+    """Why the key file cannot be used, found at preview: missing, unreadable, encrypted
+    without the passphrase, or not a key. The key itself never appears."""
+    if not isinstance(path, str) or is_unknown(passphrase):
+        return None
+    # paramiko only where a key file is checked: the networks provider never loads it.
+    from dockyard_resources.transport import PrivateKeyError  # noqa: PLC0415
+    from dockyard_resources.transport.keys import load_key_file  # noqa: PLC0415
+
+    try:
+        values.private_key_file(path)
+        load_key_file(path, passphrase if isinstance(passphrase, str) else None)
+    except ValueError as exc:
+        return str(exc)
+    except PrivateKeyError as exc:
+        fix = (
+            "; give the passphrase with"
+            " `pulumi config set --secret dockyard:sshPrivateKeyPassphrase`"
+            if "passphrase" in str(exc)
+            else ""
+        )
+        return f"{exc}{fix}"
+    return None
+
+
+def _jump_problems(conn: Mapping[str, Any]) -> list[tuple[str, str]]:
+    jump = conn.get("jumpHost")
+    if jump is None or is_unknown(jump):
+        return []
+    if not isinstance(jump, Mapping):
+        return [("connection.jumpHost", "must be a mapping {host, port, user, hostKey}")]
+    problems: list[tuple[str, str]] = []
+    for key, why in (
+        ("host", "is required (the jump host's address)"),
+        (
+            "hostKey",
+            "is required: a jump host is never trusted on first use; give its public"
+            " key line, e.g. from `ssh-keyscan -t ed25519 JUMPHOST`",
+        ),
+    ):
+        if not jump.get(key):
+            problems.append((f"connection.jumpHost.{key}", why))
+    checked(problems, "connection.jumpHost.host", values.address, jump.get("host"))
+    checked(problems, "connection.jumpHost.port", _port, jump.get("port"))
+    checked(problems, "connection.jumpHost.user", values.user_name, jump.get("user"))
+    checked(problems, "connection.jumpHost.hostKey", values.host_key, jump.get("hostKey") or None)
+    if not conn.get("hostKey") and not conn.get("sshConfig"):
+        problems.append(
+            (
+                "connection.hostKey",
+                "is required with jumpHost: a host behind a jump host is never trusted on"
+                " first use; give its public key line",
+            )
+        )
+    return problems
+
+
 def connection_problems(conn: Any) -> list[tuple[str, str]]:
     """Every problem of a `connection` input as (key path, reason), by the stack file's
-    rules: an address, a user name, a port, an OpenSSH host key line."""
+    rules: an address, a user name, a port, an OpenSSH host key line, a usable key file, a
+    pinned jump host."""
     if is_unknown(conn):
         return []
     if not isinstance(conn, Mapping):
@@ -99,4 +157,7 @@ def connection_problems(conn: Any) -> list[tuple[str, str]]:
     checked(problems, "connection.sshConfig", _flag, conn.get("sshConfig"))
     for key in _TEXT_KEYS:
         checked(problems, f"connection.{key}", _text, conn.get(key))
-    return problems
+    key_file = _key_file_problem(conn.get("privateKeyFile"), conn.get("privateKeyPassphrase"))
+    if key_file:
+        problems.append(("connection.privateKeyFile", key_file))
+    return problems + _jump_problems(conn)

@@ -286,21 +286,48 @@ def instance_files(spec: InstanceSpec) -> list[HostFile]:
     ]
 
 
+def _ssh_destination_args(connection: dict[str, Any]) -> list[str]:
+    """`-p PORT USER@HOST`, leaving to ~/.ssh/config what a sshConfig stack leaves out."""
+    from_config = bool(connection.get("sshConfig"))
+    port = connection.get("port")
+    args = [] if port is None and from_config else ["-p", str(int(port or 22))]
+    return [*args, _ssh_destination(connection, connection, uri=False)]
+
+
+def _ssh_destination(end: dict[str, Any], connection: dict[str, Any], *, uri: bool) -> str:
+    """`[user@]host`, or for `-J` `[user@]host[:port]` (IPv6 in brackets)."""
+    from_config = bool(connection.get("sshConfig"))
+    host = str(end.get("host", "HOST"))
+    user = end.get("user") or (None if from_config else "root")
+    if uri:
+        port = end.get("port")
+        if ":" in host:
+            host = f"[{host}]"
+        if port is not None or not from_config:
+            host = f"{host}:{int(port or 22)}"
+    return f"{user}@{host}" if user else host
+
+
 def root_marker(spec: InstanceSpec) -> str:
     return f"owner={spec.owner}\nprefix={spec.prefix}\n"
 
 
 def ssh_forward(spec: InstanceSpec, connection: dict[str, Any]) -> str:
     """A ready-to-paste command that forwards the socket with `ssh -L` and prints the
-    DOCKER_HOST line to use it. The local end lives in a fresh `mktemp -d` directory (0700,
-    a random name): in a fixed path under /tmp another local user could bind the name
-    first, or after ssh ended, while DOCKER_HOST still points there."""
-    user = connection.get("user") or "root"
-    port = int(connection.get("port") or 22)
-    host = connection.get("host", "HOST")
+    DOCKER_HOST line to use it: the stack's connection as `ssh` options (key file, jump host;
+    with sshConfig, what the stack leaves out comes from ~/.ssh/config, as for Dockyard). The
+    local end lives in a fresh `mktemp -d` directory (0700, a random name): in a fixed path
+    under /tmp another local user could bind the name first, or after ssh ended, while
+    DOCKER_HOST still points there."""
     forward = '"$d"/' + quote_all([f"{spec.prefix}docker.sock:{spec.socket_path}"])
-    ssh = quote_all(["ssh", "-N", "-o", "ExitOnForwardFailure=yes", "-L"])
-    target = quote_all(["-p", str(port), f"{user}@{host}"])
+    options = ["-N", "-o", "ExitOnForwardFailure=yes"]
+    if connection.get("privateKeyFile"):
+        options += ["-i", str(connection["privateKeyFile"])]
+    jump = connection.get("jumpHost")
+    if isinstance(jump, dict):
+        options += ["-J", _ssh_destination(jump, connection, uri=True)]
+    ssh = quote_all(["ssh", *options, "-L"])
+    target = quote_all(_ssh_destination_args(connection))
     return (
         f'd=$(mktemp -d) && echo "export DOCKER_HOST=unix://$d/{spec.prefix}docker.sock"'
         f" && {ssh} {forward} {target}"

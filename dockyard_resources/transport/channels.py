@@ -56,11 +56,13 @@ class ChannelPool:
         self._links: list[_Link] = []
         self._closed = False
 
-    def connect(self) -> None:
-        """Connect now, so that a wrong key or an unreachable host shows before a client."""
+    def connect(self) -> str:
+        """Connect now, so that a wrong key or an unreachable host shows before a client;
+        the user logged in as (the target's, or ~/.ssh/config's User)."""
         link = self._reserve()
         try:
             link.session.transport()
+            return link.session.user
         finally:
             self._release(link)
 

@@ -30,7 +30,8 @@ from .hostkeys import (
 from .keys import load_key_file, load_private_key
 from .masking import mask, mask_pieces
 from .quiet import silence_paramiko
-from .target import ResolvedTarget
+from .route import open_stream
+from .target import JUMP_HOST, ResolvedTarget
 
 log = logging.getLogger(__name__)
 # This module reports the last failed attempt itself when it gives up.
@@ -88,7 +89,7 @@ def connect(resolved: ResolvedTarget, pins: Sequence[str]) -> Connected:
 
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
-        log.info("ssh %s not ready (attempt %d): %s", resolved.address, attempts, _describe(exc))
+        log.info("ssh %s not ready (attempt %d): %s", resolved.where, attempts, _describe(exc))
 
     retrying = Retrying(
         retry=retry_if_exception(_is_transient),
@@ -102,17 +103,17 @@ def connect(resolved: ResolvedTarget, pins: Sequence[str]) -> Connected:
         return retrying(attempt)
     except paramiko.AuthenticationException as exc:
         raise AuthenticationFailed(
-            resolved.address, attempts, mask(_describe(exc), secrets), resolved.user
+            resolved.where, attempts, mask(_describe(exc), secrets), resolved.user
         ) from None
     except (TransportError, paramiko.BadHostKeyException):
         raise
     except Exception as exc:
         if _is_transient(exc):
             raise ConnectTimeout(
-                resolved.address, attempts, mask(_describe(exc), secrets), target.connect_deadline
+                resolved.where, attempts, mask(_describe(exc), secrets), target.connect_deadline
             ) from None
         raise TransportError(
-            f"ssh to {resolved.address} failed: {mask(_describe(exc), secrets)}"
+            f"ssh to {resolved.where} failed: {mask(_describe(exc), secrets)}"
         ) from None
 
 
@@ -142,9 +143,11 @@ def _connect_once(
     for line in pins:
         key_type, _ = parse_key_line(line)
         client.get_host_keys().add(name, key_type, pkey_from_line(line))
-    # Without an explicit key, the IdentityFiles of ~/.ssh/config (ssh_config mode).
-    key_files = [] if pkey is not None else list(resolved.key_files)
+    # After the explicit key, the IdentityFiles of ~/.ssh/config (ssh_config mode).
+    key_files = list(resolved.key_files)
     try:
+        # Through the jump host or ProxyCommand, if any; paramiko owns it from here on.
+        stream = open_stream(resolved, min(CHANNEL_TIMEOUT, step_timeout))
         client.connect(
             resolved.hostname,
             port=resolved.port,
@@ -159,19 +162,21 @@ def _connect_once(
             banner_timeout=min(BANNER_TIMEOUT, step_timeout),
             auth_timeout=min(AUTH_TIMEOUT, step_timeout),
             channel_timeout=CHANNEL_TIMEOUT,
+            sock=cast(Any, stream),
         )
     except paramiko.BadHostKeyException as exc:
         client.close()
         raise HostKeyMismatch(
-            resolved.address,
+            resolved.where,
             " or ".join(fingerprint_of(p) for p in pins),
             fingerprint_of(key_line_of(exc.key)),
+            "jumpHost.hostKey" if resolved.target.role == JUMP_HOST else "hostKey",
         ) from None
     except paramiko.SSHException as exc:
         client.close()
         if "no authentication methods available" in str(exc).lower():
             raise AuthenticationFailed(
-                resolved.address,
+                resolved.where,
                 attempt,
                 "no credential to offer (give a private key, a password, or an ssh-agent key)",
                 resolved.user,

@@ -16,13 +16,13 @@ class PrivateKeyError(TransportError):
 class HostKeyMismatch(TransportError):
     """The host presented a key other than the pinned one. Never retried."""
 
-    def __init__(self, address: str, expected: str, seen: str) -> None:
+    def __init__(self, address: str, expected: str, seen: str, setting: str = "hostKey") -> None:
         self.address = address
         self.expected = expected
         self.seen = seen
         super().__init__(
             f"host key mismatch for {address}: expected {expected}, host presented {seen}. "
-            "Either the host was rebuilt (update the pinned hostKey) or someone is in the way."
+            f"Either the host was rebuilt (update the pinned {setting}) or someone is in the way."
         )
 
 

@@ -1,30 +1,31 @@
-"""The per-process connection pool: one SshSession per (host, port, user, pinned key)."""
+"""The per-process connection pool: one SshSession per (host, port, user, pinned key, route)."""
 
 from __future__ import annotations
 
 import atexit
 import os
 import threading
+from typing import Any
 
 from .session import SshSession
-from .target import SshTarget, resolve
+from .target import ResolvedTarget, SshTarget, resolve
 
 
 class _Pool:
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.sessions: dict[tuple[str, int, str, str | None], SshSession] = {}
+        self.sessions: dict[tuple[Any, ...], SshSession] = {}
 
 
 _pool = _Pool()
 
 
-def session(target: SshTarget) -> SshSession:
+def session(target: SshTarget | ResolvedTarget) -> SshSession:
     """The pooled, connected session for `target` (connecting it if needed).
 
     Connecting happens outside the pool lock: one slow host must not hold up others.
     """
-    resolved = resolve(target)
+    resolved = target if isinstance(target, ResolvedTarget) else resolve(target)
     with _pool.lock:
         found = _pool.sessions.get(resolved.pool_key)
         if found is None:

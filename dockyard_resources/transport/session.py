@@ -6,6 +6,7 @@ script travelling on stdin so that neither it nor the secrets in it show up in `
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import select
@@ -128,8 +129,11 @@ class SshSession:
             self._watchdog.stop()
             self._watchdog = None
         if self._client is not None:
-            self._client.close()
-            self._client = None
+            client, self._client = self._client, None
+            # Through a jump host, closing says goodbye over the jump host's connection,
+            # which may be gone already: this connection is closed either way.
+            with contextlib.suppress(EOFError, OSError, paramiko.SSHException):
+                client.close()
 
     def drop_connection(self, transport: paramiko.Transport | None = None) -> None:
         """Close the connection (only if it is still `transport`); the next use reconnects."""

@@ -34,6 +34,7 @@ HOST_NETWORKS: dict[str, Any] = {
     "poolSize": 24,
 }
 SERVER_IP = {"hcloud": "198.51.100.7", "aws": "203.0.113.9"}
+AWS_PRIVATE_IP = "10.0.1.9"
 VM_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeVmHostKey"
 SEEN_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeSeenHostKey"
 VM_PRIVATE_KEY = (
@@ -61,7 +62,10 @@ CLOUD_RESULTS: dict[str, tuple[str, dict[str, Any]]] = {
     "hcloud:index/firewall:Firewall": ("4711", {}),
     "hcloud:index/server:Server": ("815", {"ipv4Address": SERVER_IP["hcloud"]}),
     "aws:ec2/securityGroup:SecurityGroup": ("sg-0123", {}),
-    "aws:ec2/instance:Instance": ("i-0123", {"publicIp": SERVER_IP["aws"]}),
+    "aws:ec2/instance:Instance": (
+        "i-0123",
+        {"publicIp": SERVER_IP["aws"], "privateIp": AWS_PRIVATE_IP},
+    ),
 }
 
 
@@ -246,6 +250,7 @@ def run_program(
     hosts: Any,
     *,
     ssh_private_key: str | None = None,
+    ssh_private_key_passphrase: str | None = None,
     engine: FakeEngine | None = None,
     monitor: RecordingMonitor | None = None,
 ) -> ProgramRun:
@@ -260,6 +265,9 @@ def run_program(
     if ssh_private_key is not None:
         config["dockyard:sshPrivateKey"] = ssh_private_key
         secret_keys.append("dockyard:sshPrivateKey")
+    if ssh_private_key_passphrase is not None:
+        config["dockyard:sshPrivateKeyPassphrase"] = ssh_private_key_passphrase
+        secret_keys.append("dockyard:sshPrivateKeyPassphrase")
     pulumi.runtime.set_all_config(config, secret_keys)
 
     captured: dict[str, Any] = {}

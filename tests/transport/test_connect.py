@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -56,34 +53,6 @@ def test_bad_private_keys_fail_at_once_without_leaking(sshd: SshdServer, ssh_key
     with pytest.raises(PrivateKeyError) as caught:
         session(sshd.target(private_key=garbage, connect_deadline=300))
     assert "bm90IGEga2V5" not in str(caught.value)
-
-
-@pytest.fixture
-def agent(ssh_keys: SshKeys, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A private ssh-agent holding the rsa client key."""
-    directory = public_dir("dockyard-agent-")
-    sock = directory / "agent.sock"
-    process = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
-    try:
-        env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
-        for _ in range(100):
-            added = subprocess.run(
-                ["ssh-add", str(ssh_keys.clients["rsa"].path)],
-                env=env,
-                capture_output=True,
-                check=False,
-            )
-            if added.returncode == 0:
-                break
-            threading.Event().wait(0.1)
-        else:
-            pytest.fail(f"ssh-add failed: {added.stderr.decode()}")
-        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
-        yield str(sock)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=10)
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_ssh_agent(sshd: SshdServer, agent: str) -> None:

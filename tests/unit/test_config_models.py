@@ -95,7 +95,8 @@ def test_unknown_key_suggests_the_right_one() -> None:
     raw["provision"]["prot"] = 2222
     assert only_error([raw]) == (
         "hosts[0].provision.prot: unknown key; did you mean 'port'?"
-        " (known keys here: kind, address, port, user, hostKey, connectTimeout, sshConfig)"
+        " (known keys here: kind, address, port, user, hostKey, connectTimeout, sshConfig,"
+        " privateKeyFile, jumpHost)"
     )
 
 
@@ -210,6 +211,7 @@ def test_hcloud_defaults_and_cidrs() -> None:
         "image": "ubuntu-24.04",
         "arch": None,
         "allowedSshCidrs": ("0.0.0.0/0",),
+        "jumpHost": None,
     }
     errors = errors_of(
         [host(provision={"kind": "hcloud", "allowedSshCidrs": ["198.51.100.7/24", "nope"]})]
@@ -236,6 +238,7 @@ def test_aws_fields() -> None:
         "allowedSshCidrs": ("0.0.0.0/0",),
         "diskGb": 20,
         "arch": None,
+        "jumpHost": None,
     }
     errors = errors_of([host(provision={"kind": "aws", "region": "Frankfurt", "subnetId": "x"})])
     assert errors[0].startswith("hosts[0].provision.region: 'Frankfurt' is not an AWS region")

@@ -160,7 +160,7 @@ def test_stack_config_checks_the_dockyard_namespace() -> None:
         validate_stack_config(config)
     assert caught.value.errors == [
         "dockyard:hostz: unknown key; did you mean 'dockyard:hosts'? the dockyard namespace"
-        " has hosts, sshPrivateKey",
+        " has hosts, sshPrivateKey, sshPrivateKeyPassphrase",
         "dockyard:sshPrivateKey: stored in clear text; store it encrypted with"
         " `cat ~/.ssh/id_ed25519 | pulumi config set --secret dockyard:sshPrivateKey`",
         "hosts: missing; add `dockyard:hosts:` with a list of hosts (docs/configuration.md)",
