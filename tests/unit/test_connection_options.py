@@ -219,23 +219,23 @@ def test_ssh_forward_uses_the_same_connection(spec: render.InstanceSpec) -> None
             "jumpHost": {"host": "2001:db8::1", "port": 2222.0, "user": "ops"},
         },
     )
-    argv = shlex.split(text.partition("  # then: ")[0])
-    assert argv[-7:] == [
+    argv = shlex.split(text.rpartition(" && ")[2])
+    forward = f"$d/dy1_docker.sock:{spec.socket_path}"
+    assert argv[3:] == [
+        "ExitOnForwardFailure=yes",
         "-i",
         "~/.ssh/ops key",
         "-J",
         "ops@[2001:db8::1]:2222",
+        "-L",
+        forward,
         "-p",
         "22",
         "root@10.0.0.5",
     ]
     # With sshConfig, what the stack leaves out is left to ~/.ssh/config, as for Dockyard.
     alias = render.ssh_forward(spec, {"host": "build-box", "sshConfig": True})
-    assert shlex.split(alias.partition("  #")[0])[-3:] == [
-        "-L",
-        f"/tmp/dy1_docker.sock:{spec.socket_path}",
-        "build-box",
-    ]
+    assert shlex.split(alias.rpartition(" && ")[2])[-3:] == ["-L", forward, "build-box"]
 
 
 def test_from_props_rejects_a_malformed_jump_host() -> None:

@@ -181,7 +181,7 @@ def test_an_unknown_dockyard_key_gets_a_did_you_mean(tmp_path: Path) -> None:
     stack = write(tmp_path, "config:\n  dockyard:host: []\n")
     assert problems(stack) == [
         f"{stack}:2:3: dockyard:host: unknown key; did you mean 'dockyard:hosts'? the dockyard"
-        " namespace has hosts, sshPrivateKey",
+        " namespace has hosts, sshPrivateKey, sshPrivateKeyPassphrase",
         f"{stack}:1:1: hosts: missing; add `dockyard:hosts:` with a list of hosts"
         " (docs/configuration.md)",
     ]
