@@ -7,7 +7,10 @@ always `destroy` plus `stack rm`. Exit 0 only when every step passed.
 
 The stack lives in a work directory of its own under `${DOCKYARD_STATE}/ci/<stack>/` (paths.py) (see
 `workdir.py`), so nothing in the checkout changes and relative paths in the stack file mean
-what they mean for `validate`.
+what they mean for `validate`. It is created in the backend `pulumi` would use
+(pulumi_env.py). Secrets come from the stack file as `pulumi config set --secret` left them:
+its secrets provider's keys come along (stack_secrets.py), so they decrypt in the new stack
+with the same passphrase or KMS.
 """
 
 from __future__ import annotations
@@ -27,13 +30,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+import yaml
 from pulumi import automation as auto
 
-from dockyard_resources import paths, pulumi_env, workdir
+from dockyard_resources import paths, pulumi_env, stack_secrets, workdir
 from dockyard_resources.config import (
     ConfigError,
     StackFileError,
-    load_stack_file,
+    load_stack_document,
     project_dir_of,
     validate_stack_config,
 )
@@ -41,11 +45,9 @@ from dockyard_resources.errors import DockyardError
 
 REPO_ROOT = workdir.REPO_ROOT
 ACCEPTANCE_DIR = REPO_ROOT / "tests" / "acceptance"
-SSH_KEY_ENV = "DOCKYARD_SSH_PRIVATE_KEY"
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-_SECURE = "secure"
 _SPINNER = re.compile(r"@ [a-z]+\.*")
 
 
@@ -74,25 +76,17 @@ def stack_name_for(stack_file: Path, now: float | None = None) -> str:
     return f"ci-{stem}-{stamp}-{secrets.token_hex(2)}"
 
 
-def _secure_keys(config: dict[str, Any]) -> list[str]:
-    return sorted(
-        key for key, value in config.items() if isinstance(value, dict) and _SECURE in value
-    )
-
-
-def load_config(stack_file: Path) -> dict[str, Any]:
-    """The stack file's `config:` mapping, validated offline; secrets cannot travel."""
-    config = load_stack_file(str(stack_file))
-    secure = _secure_keys(config)
-    if secure:
-        raise CiError(
-            f"{stack_file}: {', '.join(secure)} are encrypted for that file's own stack and "
-            "cannot be decrypted in a new one; remove them and give the values through the "
-            f"environment instead ({SSH_KEY_ENV} for dockyard:sshPrivateKey, the cloud "
-            "providers' own variables such as HCLOUD_TOKEN or AWS_* for their tokens)"
-        )
+def load_stack(stack_file: Path) -> dict[str, Any]:
+    """What the new stack gets from the stack file: its `config:` (validated offline) and,
+    when it holds secrets, its secrets provider's keys (stack_secrets.py)."""
+    document = load_stack_document(stack_file)
+    config = document.get("config") or {}
+    try:
+        provider = stack_secrets.portable_settings(document, str(stack_file))
+    except stack_secrets.StackSecretsError as exc:
+        raise CiError(str(exc)) from None
     validate_stack_config(config, base_dir=project_dir_of(str(stack_file)))
-    return config
+    return {**provider, "config": config}
 
 
 @contextlib.contextmanager
@@ -133,15 +127,23 @@ class CiRun:
             pulumi_command=auto.PulumiCommand(root=str(Path(pulumi).resolve().parent.parent)),
         )
 
-    def create(self, config: dict[str, Any]) -> auto.Stack:
+    def create(self, stack_file: dict[str, Any]) -> auto.Stack:
         config_dir = workdir.write_project(self.work_dir)
-        workspace = self._workspace()
-        stack = auto.Stack.create(self.name, workspace)
+        # Written before `stack init`, which then adopts the file's secrets provider (its
+        # salt or KMS key) instead of making a new one: its secrets decrypt in this stack.
+        target = config_dir / f"Pulumi.{self.name}.yaml"
+        target.write_text(yaml.safe_dump(stack_file, sort_keys=False))
+        try:
+            stack = auto.Stack.create(self.name, self._workspace())
+        except auto.errors.CommandError as exc:
+            if "incorrect passphrase" in str(exc):
+                raise CiError(
+                    f"{self.stack_file}: its secrets were encrypted with another passphrase"
+                    " than the one PULUMI_CONFIG_PASSPHRASE(_FILE) gives here; set the"
+                    " passphrase of the stack they were set for"
+                ) from None
+            raise
         self.stack = stack
-        workdir.merge_stack_file(config_dir / f"Pulumi.{self.name}.yaml", {"config": config})
-        ssh_key = self.environ.get(SSH_KEY_ENV)
-        if ssh_key:
-            stack.set_config("dockyard:sshPrivateKey", auto.ConfigValue(ssh_key, secret=True))
         return stack
 
     def _engine_output(self, step: str) -> Callable[[str], None]:
@@ -197,12 +199,12 @@ class CiRun:
         )
 
     # --- the run ------------------------------------------------------------------------
-    def run(self, config: dict[str, Any]) -> int:
+    def run(self, stack_file: dict[str, Any]) -> int:
         failed: BaseException | None = None
         with interrupts_raise():
             try:
                 self.log(f"stack {self.name} from {self.stack_file}")
-                stack = self.create(config)
+                stack = self.create(stack_file)
                 # From here on the `finally` below destroys whatever `up` made.
                 self.log("up")
                 self.up(stack)
@@ -260,7 +262,7 @@ def ci_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     log = Progress(out, time.monotonic())
     stack_file: Path = args.stack_file
     try:
-        config = load_config(stack_file)
+        document = load_stack(stack_file)
     except StackFileError as exc:
         print(f"error: {exc}", file=err)
         return EXIT_USAGE
@@ -280,7 +282,7 @@ def ci_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         environ=pulumi_env.pulumi_environment(),
     )
     try:
-        return run.run(config)
+        return run.run(document)
     except CiError as exc:
         print(f"error: {exc}", file=err)
         return EXIT_FAILED

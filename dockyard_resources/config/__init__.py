@@ -20,6 +20,7 @@ from dockyard_resources.config.spec import (
     resolve_artifacts,
 )
 from dockyard_resources.config.stackfile import (
+    load_stack_document,
     load_stack_file,
     project_dir_of,
     validate_stack_config,
@@ -54,6 +55,7 @@ __all__ = [
     "ResolvedArtifact",
     "ResolvedInstance",
     "StackFileError",
+    "load_stack_document",
     "load_stack_file",
     "project_dir_of",
     "resolve_artifacts",

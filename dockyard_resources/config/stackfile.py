@@ -20,8 +20,9 @@ KNOWN_KEYS: Final = ("hosts", "sshPrivateKey")
 SECRET_KEYS: Final = ("sshPrivateKey",)
 
 
-def load_stack_file(path: str | Path) -> dict[str, Any]:
-    """The `config:` mapping of a stack file (empty when the file has none)."""
+def load_stack_document(path: str | Path) -> dict[str, Any]:
+    """The whole stack file: `config:` and what Pulumi keeps beside it (its secrets
+    provider's `encryptionsalt`, `secretsprovider`, `encryptedkey`); empty for an empty file."""
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
@@ -38,10 +39,14 @@ def load_stack_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise StackFileError(f"{file}: must be a YAML mapping with a `config:` key")
     config = document.get("config", {})
-    if config is None:
-        return {}
-    if not isinstance(config, dict):
+    if config is not None and not isinstance(config, dict):
         raise StackFileError(f"{file}: `config:` must be a mapping of `namespace:key: value`")
+    return document
+
+
+def load_stack_file(path: str | Path) -> dict[str, Any]:
+    """The `config:` mapping of a stack file (empty when the file has none)."""
+    config: dict[str, Any] = load_stack_document(path).get("config") or {}
     return config
 
 
@@ -71,8 +76,8 @@ def validate_stack_config(
             errors.append(f"{key}: unknown key; the dockyard namespace has {', '.join(KNOWN_KEYS)}")
         elif name in SECRET_KEYS and not is_secure(value):
             errors.append(
-                f"{key}: stored in clear text; store it encrypted with"
-                f" `cat ~/.ssh/id_ed25519 | pulumi config set --secret {key}`"
+                f"{key}: stored in clear text; remove it and store it encrypted with"
+                f" `pulumi config set --secret {key} --stack <stack> < ~/.ssh/id_ed25519`"
             )
     hosts: list[HostSpec] = []
     try:
