@@ -1,14 +1,12 @@
-"""One way to set the SSH key, for plain `pulumi`, `make up` and `ci` alike (docs/plain-pulumi.md,
-"The SSH key: one way for every path"):
+"""One way to set the SSH key, for plain `pulumi`, `make up` and `ci` alike: the command of
+docs/plain-pulumi.md, "The SSH key: one way for every path", run in the checkout.
 
-    pulumi config set --secret dockyard:sshPrivateKey --stack <stack> < ~/.ssh/id_ed25519
-
-run in the checkout. A user's own checkout and backend (tests/engine/user_paths.py), no VM:
-`make preview`'s recipe (scripts/pulumi-stack.sh, without make's setup steps) must hand the
-program exactly that key, also when the stack was made by `make` first; with another
-passphrase, or without the login the secret was set in, it stops with Dockyard's message;
-`ci` on the same stack file decrypts it in its own throw-away stack. Plain `pulumi up` with
-the key on a real host is tests/engine/test_plain_pulumi.py.
+In a user's own checkout and backend (tests/engine/user_paths.py), no VM: `make preview`'s
+recipe (scripts/pulumi-stack.sh, without make's setup steps) must hand the program exactly
+that key, also when the stack was made by `make` first; with another passphrase, or without
+the login the secret was set in, it stops with Dockyard's message; `ci` on the same stack
+file decrypts it in its own throw-away stack. Plain `pulumi up` with the key on a real host
+is tests/engine/test_plain_pulumi.py.
 """
 
 from __future__ import annotations
@@ -22,13 +20,13 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.engine.user_paths import DOCS, UserCheckout
+from tests.engine.user_paths import DOCS, UserCheckout, doc_commands, for_the_test
 from tests.fixtures.pulumi_cli import PulumiCli
 
 pytestmark = pytest.mark.engine
 
 DOC = DOCS / "plain-pulumi.md"
-SET_KEY = "pulumi config set --secret dockyard:sshPrivateKey --stack {stack} < ~/.ssh/id_ed25519"
+[SET_KEY] = doc_commands(DOC, "secret/one-way")
 MAKE_PREVIEW = "scripts/pulumi-stack.sh preview {stack}"
 
 
@@ -62,7 +60,7 @@ def test_the_key_set_in_the_checkout_reaches_make_up(user: UserCheckout) -> None
     user.run("cp stacks/Pulumi.existing.example.yaml stacks/Pulumi.staging.yaml")
     # `make preview` first: the stack is created in make's own project directory.
     user.run(MAKE_PREVIEW.format(stack="staging"))
-    user.run(SET_KEY.format(stack="staging"))
+    user.run(for_the_test(SET_KEY, {"<stack>": "staging"}))
     assert "secure:" in (user.root / "stacks" / "Pulumi.staging.yaml").read_text()
 
     preview = user.run(MAKE_PREVIEW.format(stack="staging") + " --json", stdout_only=True)
@@ -89,7 +87,7 @@ def test_the_key_set_in_the_checkout_reaches_make_up(user: UserCheckout) -> None
 def test_without_the_login_the_secret_was_set_in_make_up_says_so(user: UserCheckout) -> None:
     user.run("cp stacks/Pulumi.existing.example.yaml stacks/Pulumi.staging.yaml")
     user.run("pulumi stack init staging")
-    user.run(SET_KEY.format(stack="staging"))
+    user.run(for_the_test(SET_KEY, {"<stack>": "staging"}))
     # No login, no passphrase variable: make up's own default backend and passphrase.
     user.run("pulumi logout")
     del user.env["PULUMI_CONFIG_PASSPHRASE_FILE"]
@@ -105,7 +103,7 @@ def test_ci_decrypts_the_stack_files_key_in_its_own_stack(user: UserCheckout) ->
     stack_file = user.root / "stacks" / "Pulumi.cikey.yaml"
     stack_file.write_text(yaml.safe_dump({"config": {"dockyard:hosts": []}}))
     user.run("pulumi stack init cikey")
-    user.run(SET_KEY.format(stack="cikey"))
+    user.run(for_the_test(SET_KEY, {"<stack>": "cikey"}))
     ci = user.run(
         ".venv/bin/python -m dockyard_resources ci --stack-file stacks/Pulumi.cikey.yaml"
         " -- --collect-only -q",
