@@ -3,9 +3,10 @@
 - `doc_commands(doc, name)`: the commands of the fenced block after `<!-- run: NAME -->` in
   a doc, one per line (`#` lines skipped): the test's source is the doc itself, so a doc that
   drifts from the code fails the suite.
-- `for_the_test(command)`: the only change a test makes to a doc's command: Pulumi asks
-  before it changes anything and a test has no terminal to answer, so `pulumi up`,
-  `pulumi destroy` and `pulumi stack rm` get `--yes`.
+- `for_the_test(command, replace)`: the only changes a test makes to a doc's command: Pulumi
+  asks before it changes anything and a test has no terminal to answer, so `pulumi up`,
+  `pulumi destroy` and `pulumi stack rm` get `--yes`; an address the doc names for the
+  reader's own server becomes the test's (each such text must be in the command).
 - `UserCheckout`: a user's own checkout: a fresh `git clone` of this repository (with the
   working tree's uncommitted changes, so what is tested is what you see), its own HOME (no
   `~/.pulumi` login, no `~/.cache/dockyard`, its own `~/.ssh`), the Pulumi CLI and the
@@ -22,6 +23,7 @@ import re
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -58,8 +60,13 @@ def doc_text(doc: Path, name: str) -> str:
     return match.group(1)
 
 
-def for_the_test(command: str) -> str:
-    """A doc's command as a test runs it: Pulumi's question answered with --yes."""
+def for_the_test(command: str, replace: dict[str, str] | None = None) -> str:
+    """A doc's command as a test runs it: Pulumi's question answered with --yes, and the
+    reader's addresses replaced by the test's."""
+    for old, new in (replace or {}).items():
+        if old not in command:
+            raise AssertionError(f"the doc's command no longer names {old!r}: {command}")
+        command = command.replace(old, new)
     return f"{command} --yes" if _CONFIRMED.match(command) else command
 
 
@@ -85,6 +92,17 @@ def clone_working_tree(dest: Path) -> Path:
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO_ROOT / name, dest / name)
     (dest / ".venv").symlink_to((REPO_ROOT / ".venv").resolve())
+    return dest
+
+
+def team_origin(dest: Path, seed: Path) -> Path:
+    """A team's shared repository (bare), holding the working tree as one commit."""
+    clone_working_tree(seed)
+    identity = ["-c", "user.name=team", "-c", "user.email=team@example.com"]
+    subprocess.run(["git", "-C", str(seed), "add", "-A"], check=True)
+    commit = ["git", *identity, "-C", str(seed), "commit", "-q", "--allow-empty", "-m", "tree"]
+    subprocess.run(commit, check=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(seed), str(dest)], check=True)
     return dest
 
 
@@ -181,15 +199,16 @@ class UserCheckout:
         return [self.run(for_the_test(command)) for command in doc_commands(doc, name)]
 
     @contextmanager
-    def background(self, command: str) -> Iterator[Background]:
-        """`command` running meanwhile (as in a second terminal); stopped by its pid after."""
-        log = self.home / f"background-{len(self.ran)}.log"
+    def background(self, command: str, *, read_stdout: bool = False) -> Iterator[Background]:
+        """`command` running meanwhile (as in a second terminal), its output in a log file
+        (stdout readable instead with `read_stdout`); stopped by its pid after."""
+        log = self.home / f"background-{len(self.ran)}-{time.monotonic_ns()}.log"
         with log.open("w") as err:
             proc = subprocess.Popen(
                 ["bash", "-c", f"exec {command}"],
                 cwd=self.root,
                 env=self.env,
-                stdout=subprocess.PIPE,
+                stdout=subprocess.PIPE if read_stdout else err,
                 stderr=err,
                 text=True,
             )
@@ -219,6 +238,10 @@ class Background:
                 f"`{self.command}` printed nothing (exit {self.proc.poll()}):\n{self.stderr()}"
             )
         return lines[0].rstrip("\n")
+
+    def output(self) -> str:
+        """What it wrote to its log (stdout too, unless read with `first_line`)."""
+        return self.stderr()
 
     def stderr(self) -> str:
         return self.log.read_text()[-4000:] if self.log.exists() else ""
