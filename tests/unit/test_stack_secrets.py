@@ -3,6 +3,7 @@ with the way out; the engine tests (tests/engine/test_ssh_key_secret.py) prove t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from dockyard_resources import ci, stack_secrets
 SECRET = {"secure": "v1:abc"}
 
 
-def write(tmp_path: Path, document: dict[str, object]) -> Path:
+def write(tmp_path: Path, document: Mapping[str, object]) -> Path:
     path = tmp_path / "Pulumi.prod.yaml"
     path.write_text(yaml.safe_dump(document))
     return path
