@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -106,10 +107,21 @@ def team_origin(dest: Path, seed: Path) -> Path:
     return dest
 
 
-def user_environment(home: Path, pulumi_bin: Path) -> dict[str, str]:
+@contextmanager
+def runtime_dir() -> Iterator[Path]:
+    """A short XDG_RUNTIME_DIR (as /run/user/<uid> is): a unix socket's path must fit in
+    108 bytes, which a pytest temp dir would not leave room for."""
+    path = Path(tempfile.mkdtemp(prefix="dy-run-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def user_environment(home: Path, pulumi_bin: Path, runtime: Path | None = None) -> dict[str, str]:
     """What a new user's shell has: their HOME, `pulumi` on PATH, nothing of Dockyard's."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(_FOREIGN_PREFIXES)}
-    runtime = home / "run"
+    runtime = runtime or home / "run"
     runtime.mkdir(parents=True, exist_ok=True, mode=0o700)
     env.update(
         {
@@ -147,11 +159,14 @@ class UserCheckout:
     ran: list[Ran] = field(default_factory=list)
 
     @classmethod
-    def make(cls, base: Path, pulumi_bin: Path, *, name: str = "user") -> UserCheckout:
+    def make(
+        cls, base: Path, pulumi_bin: Path, *, name: str = "user", runtime: Path | None = None
+    ) -> UserCheckout:
         home = base / "home"
         (home / ".ssh").mkdir(parents=True, mode=0o700)
         (home / ".gitconfig").write_text(GIT_IDENTITY.format(name=name))
-        return cls(clone_working_tree(base / "checkout"), home, user_environment(home, pulumi_bin))
+        env = user_environment(home, pulumi_bin, runtime)
+        return cls(clone_working_tree(base / "checkout"), home, env)
 
     @classmethod
     def of_clone(cls, base: Path, origin: Path, pulumi_bin: Path, *, name: str) -> UserCheckout:
