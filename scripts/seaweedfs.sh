@@ -21,9 +21,14 @@ if [[ -f "$STAMP" && -x "$FINAL_DIR/weed" ]]; then
     exit 0
 fi
 
-command -v go >/dev/null 2>&1 || PATH="/usr/local/go/bin:$PATH"
+# Go: on PATH, else the usual install location, else the toolchain scripts/pulumi-cli.sh
+# fetched from the module proxy for its own build.
+for dir in /usr/local/go/bin "${DOCKYARD_CACHE:-$HOME/.cache/dockyard}"/pulumi-cli/go*/bin; do
+    command -v go >/dev/null 2>&1 && break
+    [[ -x "$dir/go" ]] && PATH="$dir:$PATH"
+done
 command -v go >/dev/null 2>&1 || {
-    log "no go on PATH (scripts/pulumi-cli.sh fetches one; or install Go >= 1.26.6)"
+    log "no Go toolchain: install Go >= 1.26.6, or let PULUMI_CLI_FORCE_BUILD=1 scripts/pulumi-cli.sh fetch one"
     exit 1
 }
 
