@@ -67,6 +67,7 @@ def test_a_team_shares_one_deployment_through_an_s3_backend(
     passphrase_line, login_line = doc_commands(DOC, "shared/login")
     login = [passphrase_line, for_the_test(login_line, {DOC_STORE: s3_store.endpoint})]
     with booted_vm() as host:
+        started = time.monotonic()  # the wait for a VM slot is not the path's cost
         alice = UserCheckout.of_clone(tmp_path / "alice", origin, pulumi_cli.bin_dir, name="alice")
         bob = UserCheckout.of_clone(tmp_path / "bob", origin, pulumi_cli.bin_dir, name="bob")
         doc_host.give_key(alice.home, host)
@@ -114,3 +115,4 @@ def test_a_team_shares_one_deployment_through_an_s3_backend(
         seen_by_alice = alice.run(status_command, check=False)
         assert seen_by_alice.returncode == 1
         assert "has no `hosts` output yet" in seen_by_alice.output, seen_by_alice.describe()
+        print(f"shared-backend path: {time.monotonic() - started:.0f} s after the VM was up")
