@@ -37,11 +37,14 @@ def provider_settings(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def portable_settings(document: dict[str, Any], file: str) -> dict[str, Any]:
-    """What a NEW stack needs to decrypt this file's secrets: its provider keys. Refuses a
+    """What a NEW stack needs to decrypt this file's secrets: its provider keys (none without
+    secrets: a salt alone would only make the new stack demand that passphrase). Refuses a
     file whose secrets only its own stack can decrypt (Pulumi Cloud's per-stack key)."""
-    settings = provider_settings(document)
     secure = secure_keys(document)
-    if secure and not settings:
+    if not secure:
+        return {}
+    settings = provider_settings(document)
+    if not settings:
         raise StackSecretsError(
             f"{file}: {', '.join(secure)} are encrypted with the key Pulumi Cloud keeps for"
             " that file's own stack, which no other stack can use. Give the stack a secrets"
