@@ -38,13 +38,14 @@ test: setup-dev lint typecheck pulumi-cli test-artifacts
 bench: setup-dev pulumi-cli test-artifacts
 	PATH="$$(scripts/pulumi-cli.sh):$$PATH" $(VENV)/bin/python -m tools.bench $(BENCH_ARGS)
 
-## test-artifacts: the VM image, the test bed's Docker/sysbox choice (printed), the stand-ins
-## and the Docker-in-Docker test image (all cached outside the repo)
+## test-artifacts: the VM image, the test bed's Docker/sysbox choice (printed), the stand-ins,
+## the Docker-in-Docker test image and SeaweedFS (the S3 store; all cached outside the repo)
 test-artifacts: venv-dev
 	$(VENV)/bin/python -m dockyard_resources.vm.image
 	$(VENV)/bin/python -m tools.standins >/dev/null
 	$(VENV)/bin/python -m tools.testbed >/dev/null
 	$(VENV)/bin/python -m tools.testimage.dind_image --quiet >/dev/null
+	scripts/seaweedfs.sh >/dev/null
 
 ## pulumi-cli: find `pulumi` on PATH or build it from Go modules (cached outside the repo)
 pulumi-cli:

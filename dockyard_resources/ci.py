@@ -7,7 +7,10 @@ always `destroy` plus `stack rm`. Exit 0 only when every step passed.
 
 The stack lives in a work directory of its own under `${DOCKYARD_STATE}/ci/<stack>/` (paths.py) (see
 `workdir.py`), so nothing in the checkout changes and relative paths in the stack file mean
-what they mean for `validate`.
+what they mean for `validate`. It is created in the backend `pulumi` would use
+(pulumi_env.py). Secrets come from the stack file as `pulumi config set --secret` left them:
+its secrets provider's keys come along (stack_secrets.py), so they decrypt in the new stack
+with the same passphrase or KMS.
 """
 
 from __future__ import annotations
@@ -28,15 +31,16 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO, get_args
 
+import yaml
 from pulumi import automation as auto
 
-from dockyard_resources import paths, pulumi_env, workdir
+from dockyard_resources import paths, pulumi_env, stack_secrets, workdir
 from dockyard_resources.config import (
     AwsProvision,
     ConfigError,
     HcloudProvision,
     StackFileError,
-    load_stack_file,
+    load_stack_document,
     project_dir_of,
     validate_stack_config,
 )
@@ -45,11 +49,9 @@ from dockyard_resources.errors import DockyardError
 
 REPO_ROOT = workdir.REPO_ROOT
 ACCEPTANCE_DIR = REPO_ROOT / "tests" / "acceptance"
-SSH_KEY_ENV = "DOCKYARD_SSH_PRIVATE_KEY"
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-_SECURE = "secure"
 _SPINNER = re.compile(r"@ [a-z]+\.*")
 # The provision kinds with an SSH firewall, and the stack file key of its allowed sources.
 _FIREWALLED = (HcloudProvision, AwsProvision)
@@ -86,12 +88,6 @@ def stack_name_for(stack_file: Path, now: float | None = None) -> str:
     return f"ci-{stem}-{stamp}-{secrets.token_hex(2)}"
 
 
-def _secure_keys(config: dict[str, Any]) -> list[str]:
-    return sorted(
-        key for key, value in config.items() if isinstance(value, dict) and _SECURE in value
-    )
-
-
 def with_allowed_ssh_cidrs(config: dict[str, Any], cidrs: Sequence[str]) -> dict[str, Any]:
     """`config` with every cloud host's `allowedSshCidrs` replaced by `cidrs` (a CI job
     allows its own runner's address, known only when the job runs)."""
@@ -112,21 +108,20 @@ def with_allowed_ssh_cidrs(config: dict[str, Any], cidrs: Sequence[str]) -> dict
     return {**config, f"{NAMESPACE}:hosts": result}
 
 
-def load_config(stack_file: Path, allowed_ssh_cidrs: Sequence[str] = ()) -> dict[str, Any]:
-    """The stack file's `config:` mapping, validated offline; secrets cannot travel."""
-    config = load_stack_file(str(stack_file))
+def load_stack(stack_file: Path, allowed_ssh_cidrs: Sequence[str] = ()) -> dict[str, Any]:
+    """What the new stack gets from the stack file: its `config:` (validated offline; with
+    `allowed_ssh_cidrs` instead of the cloud hosts' own) and, when it holds secrets, its
+    secrets provider's keys (stack_secrets.py)."""
+    document = load_stack_document(stack_file)
+    config = document.get("config") or {}
     if allowed_ssh_cidrs:
         config = with_allowed_ssh_cidrs(config, allowed_ssh_cidrs)
-    secure = _secure_keys(config)
-    if secure:
-        raise CiError(
-            f"{stack_file}: {', '.join(secure)} are encrypted for that file's own stack and "
-            "cannot be decrypted in a new one; remove them and give the values through the "
-            f"environment instead ({SSH_KEY_ENV} for dockyard:sshPrivateKey, the cloud "
-            "providers' own variables such as HCLOUD_TOKEN or AWS_* for their tokens)"
-        )
+    try:
+        provider = stack_secrets.portable_settings(document, str(stack_file))
+    except stack_secrets.StackSecretsError as exc:
+        raise CiError(str(exc)) from None
     validate_stack_config(config, base_dir=project_dir_of(str(stack_file)))
-    return config
+    return {**provider, "config": config}
 
 
 @contextlib.contextmanager
@@ -167,15 +162,23 @@ class CiRun:
             pulumi_command=auto.PulumiCommand(root=str(Path(pulumi).resolve().parent.parent)),
         )
 
-    def create(self, config: dict[str, Any]) -> auto.Stack:
+    def create(self, stack_file: dict[str, Any]) -> auto.Stack:
         config_dir = workdir.write_project(self.work_dir)
-        workspace = self._workspace()
-        stack = auto.Stack.create(self.name, workspace)
+        # Written before `stack init`, which then adopts the file's secrets provider (its
+        # salt or KMS key) instead of making a new one: its secrets decrypt in this stack.
+        target = config_dir / f"Pulumi.{self.name}.yaml"
+        target.write_text(yaml.safe_dump(stack_file, sort_keys=False))
+        try:
+            stack = auto.Stack.create(self.name, self._workspace())
+        except auto.errors.CommandError as exc:
+            if "incorrect passphrase" in str(exc):
+                raise CiError(
+                    f"{self.stack_file}: its secrets were encrypted with another passphrase"
+                    " than the one PULUMI_CONFIG_PASSPHRASE(_FILE) gives here; set the"
+                    " passphrase of the stack they were set for"
+                ) from None
+            raise
         self.stack = stack
-        workdir.merge_stack_file(config_dir / f"Pulumi.{self.name}.yaml", {"config": config})
-        ssh_key = self.environ.get(SSH_KEY_ENV)
-        if ssh_key:
-            stack.set_config("dockyard:sshPrivateKey", auto.ConfigValue(ssh_key, secret=True))
         return stack
 
     def _engine_output(self, step: str) -> Callable[[str], None]:
@@ -219,18 +222,18 @@ class CiRun:
         )
 
     # --- the run ------------------------------------------------------------------------
-    def run(self, config: dict[str, Any]) -> int:
+    def run(self, stack_file: dict[str, Any]) -> int:
         failed: BaseException | None = None
         with interrupts_raise():
             try:
                 self.log(f"stack {self.name} from {self.stack_file}")
-                stack = self.create(config)
+                stack = self.create(stack_file)
                 # From here on the `finally` below destroys whatever `up` made.
                 self.log("up")
                 self.up(stack)
                 self.log("preview --expect-no-changes")
                 self.preview_no_changes(stack)
-                if config.get("dockyard:hosts"):
+                if (stack_file.get("config") or {}).get("dockyard:hosts"):
                     self.acceptance()
                 else:  # the suite checks hosts and instances: a stack without any has none
                     self.log("acceptance: skipped, the stack has no hosts to check")
@@ -327,7 +330,7 @@ def ci_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"error: {problem}", file=err)
         return EXIT_USAGE
     try:
-        config = load_config(stack_file, args.allowed_ssh_cidr)
+        document = load_stack(stack_file, args.allowed_ssh_cidr)
         environ = pulumi_env.pulumi_environment()
     except ConfigError as exc:
         print(f"{stack_file}: invalid, {len(exc.errors)} error(s):", file=err)
@@ -345,7 +348,7 @@ def ci_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         environ=environ,
     )
     try:
-        return run.run(config)
+        return run.run(document)
     except CiError as exc:
         print(f"error: {exc}", file=err)
         return EXIT_FAILED

@@ -18,8 +18,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from dockyard_resources import pulumi_env, workdir
-from dockyard_resources.config import ConfigError, StackFileError, check_stack_file
+from dockyard_resources import pulumi_env, stack_secrets, workdir
+from dockyard_resources.config import (
+    ConfigError,
+    StackFileError,
+    check_stack_file,
+    load_stack_document,
+)
 from dockyard_resources.errors import DockyardError
 
 OPERATIONS = ("up", "preview", "destroy", "refresh")
@@ -86,7 +91,25 @@ def _quiet_run(
     return subprocess.run(argv, cwd=work_dir, env=env, capture_output=True, text=True, check=False)
 
 
-def _ensure_stack(pulumi: str, stack: str, work_dir: Path, env: dict[str, str]) -> None:
+def _cannot_decrypt(file: Path, stack: str, detail: str) -> DockyardError:
+    return DockyardError(
+        f"the secrets in {file} do not decrypt for stack {stack} here ({detail}): they were"
+        " set in another backend or with another passphrase. Use the `pulumi login` (or"
+        " PULUMI_BACKEND_URL) and the PULUMI_CONFIG_PASSPHRASE(_FILE) they were set with, or"
+        " set them again:"
+        f" pulumi config set --secret dockyard:sshPrivateKey --stack {stack} < KEY"
+    )
+
+
+def _decryption_failed(stderr: str) -> str | None:
+    """Pulumi's reason when a secret did not decrypt, else None."""
+    for marker in ("incorrect passphrase", "message authentication failed", "could not decrypt"):
+        if marker in stderr:
+            return marker
+    return None
+
+
+def _ensure_stack(pulumi: str, stack: str, work_dir: Path, env: dict[str, str], file: Path) -> None:
     if _quiet_run([pulumi, "stack", "select", stack], work_dir, env).returncode == 0:
         return
     init = [pulumi, "stack", "init", stack]
@@ -94,7 +117,24 @@ def _ensure_stack(pulumi: str, stack: str, work_dir: Path, env: dict[str, str]) 
         init += ["--secrets-provider", "passphrase"]
     proc = _quiet_run(init, work_dir, env)
     if proc.returncode != 0:
+        reason = _decryption_failed(proc.stderr)
+        if reason:
+            raise _cannot_decrypt(file, stack, reason)
         raise DockyardError(f"`pulumi stack init {stack}` failed: {proc.stderr.strip()[-1500:]}")
+
+
+def _check_secrets(
+    pulumi: str, stack: str, work_dir: Path, env: dict[str, str], file: Path
+) -> None:
+    """Secrets that cannot be decrypted here fail now, with the way out, rather than as
+    Pulumi's "message authentication failed" in the middle of the run (values not shown)."""
+    if not stack_secrets.secure_keys(load_stack_document(file)):
+        return
+    argv = [pulumi, "config", "--show-secrets", "--json", "--stack", stack]
+    proc = _quiet_run(argv, work_dir, env)
+    reason = _decryption_failed(proc.stderr)
+    if proc.returncode != 0 and reason:
+        raise _cannot_decrypt(file, stack, reason)
 
 
 def deploy_command(args: argparse.Namespace, err: TextIO) -> int:
@@ -114,7 +154,8 @@ def deploy_command(args: argparse.Namespace, err: TextIO) -> int:
             file=err,
             flush=True,
         )
-        _ensure_stack(pulumi, stack, work_dir, env)
+        _ensure_stack(pulumi, stack, work_dir, env, file)
+        _check_secrets(pulumi, stack, work_dir, env, file)
     except (DockyardError, StackFileError) as exc:
         print(f"error: {exc}", file=err)
         return EXIT_FAILED

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import secrets
 import shutil
 from collections.abc import Mapping
@@ -38,11 +39,18 @@ def pulumi_binary(environ: Mapping[str, str]) -> str | None:
 
 
 def pulumi_home(environ: Mapping[str, str]) -> Path:
-    """`$PULUMI_HOME`, else `~/.pulumi` (where the CLI keeps its login)."""
+    """Where the CLI keeps its login: `$PULUMI_HOME`, else `.pulumi` in the home directory of
+    this user's account, as the CLI finds it (Go's os/user: the passwd entry, `$HOME` only
+    without one). Not `$HOME` first: under `sudo -E` it still names the invoking user's home
+    while `pulumi` reads root's login."""
     configured = environ.get("PULUMI_HOME")
     if configured:
         return Path(configured).expanduser()
-    return Path(environ.get("HOME") or Path.home()) / ".pulumi"
+    try:
+        home = pwd.getpwuid(os.getuid()).pw_dir
+    except KeyError:
+        home = environ.get("HOME") or str(Path.home())
+    return Path(home) / ".pulumi"
 
 
 def current_login(environ: Mapping[str, str]) -> str | None:

@@ -21,11 +21,9 @@ import yaml
 from dockyard_resources.config.errors import StackFileError
 from dockyard_resources.config.yamlsource import read_yaml
 from dockyard_resources.paths import stacks_dir
+from dockyard_resources.stack_secrets import PROVIDER_KEYS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# Top-level keys of a stack file that belong to its secrets provider: taken over together
-# with the `secure:` values they decrypt, when the checkout's file has them.
-_SECRETS_KEYS = ("encryptionsalt", "secretsprovider", "encryptedkey")
 
 
 class NotACheckout(StackFileError):
@@ -83,8 +81,8 @@ def merge_stack_file(target: Path, source: dict[str, Any]) -> None:
     there (its own salt, keys set with `pulumi config set`) unless `source` brings its own
     secrets provider, which then comes along with its `secure:` values."""
     document = _document(target)
-    if any(key in source for key in _SECRETS_KEYS):
-        for key in _SECRETS_KEYS:
+    if any(key in source for key in PROVIDER_KEYS):
+        for key in PROVIDER_KEYS:
             document.pop(key, None)
             if key in source:
                 document[key] = source[key]

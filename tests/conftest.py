@@ -16,6 +16,7 @@ pytest_plugins = [
     "tests.fixtures.vm",
     "tests.fixtures.pulumi_cli",
     "tests.fixtures.artifacts",
+    "tests.fixtures.s3",
 ]
 
 _GROUP_SECONDS: defaultdict[str, float] = defaultdict(float)

@@ -22,6 +22,7 @@ from dockyard_resources.config.spec import (
 from dockyard_resources.config.stackfile import (
     CheckedStack,
     check_stack_file,
+    load_stack_document,
     load_stack_file,
     project_dir_of,
     validate_stack_config,
@@ -58,6 +59,7 @@ __all__ = [
     "ResolvedInstance",
     "StackFileError",
     "check_stack_file",
+    "load_stack_document",
     "load_stack_file",
     "project_dir_of",
     "resolve_artifacts",

@@ -25,8 +25,8 @@ NAMESPACE: Final = "dockyard"
 KNOWN_KEYS: Final = ("hosts", "sshPrivateKey", "sshPrivateKeyPassphrase")
 # Secret keys and how to store each encrypted.
 SECRET_KEYS: Final = {
-    "sshPrivateKey": "cat ~/.ssh/id_ed25519 | pulumi config set --secret {key}",
-    "sshPrivateKeyPassphrase": "pulumi config set --secret {key}",
+    "sshPrivateKey": "pulumi config set --secret {key} --stack <stack> < ~/.ssh/id_ed25519",
+    "sshPrivateKeyPassphrase": "pulumi config set --secret {key} --stack <stack>",
 }
 
 
@@ -50,6 +50,12 @@ def read_stack_file(path: str | Path) -> SourceDocument:
 def config_of(source: SourceDocument) -> dict[str, Any]:
     """The `config:` mapping of a read stack file (empty when it has none)."""
     return dict((source.data or {}).get(CONFIG) or {})
+
+
+def load_stack_document(path: str | Path) -> dict[str, Any]:
+    """The whole stack file: `config:` and what Pulumi keeps beside it (its secrets
+    provider's `encryptionsalt`, `secretsprovider`, `encryptedkey`); empty for an empty file."""
+    return dict(read_stack_file(path).data or {})
 
 
 def load_stack_file(path: str | Path) -> dict[str, Any]:
@@ -104,7 +110,7 @@ def validate_stack_config(
             )
         elif name in SECRET_KEYS and not is_secure(value):
             errors.append(
-                f"{key}: stored in clear text; store it encrypted with"
+                f"{key}: stored in clear text; remove it and store it encrypted with"
                 f" `{SECRET_KEYS[name].format(key=key)}`"
             )
     hosts: list[HostSpec] = []

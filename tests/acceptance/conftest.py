@@ -28,7 +28,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--project-dir",
         default=None,
-        help="directory of the stack's Pulumi.yaml (default: this checkout)",
+        help="directory of the stack's Pulumi.yaml (default: the stack's `make up` project"
+        " directory when there is one, else this checkout); the backend is the one `pulumi`"
+        " would use (docs/operations.md)",
     )
     group.addoption(
         "--dind-image",

@@ -499,6 +499,18 @@ def test_install_of_a_fresh_root_passes_the_guards_and_marks_the_root(host: Host
     assert host.run(hostops._install_script(spec)).code == 0
 
 
+def test_install_creates_the_missing_parents_of_a_nested_root(host: Host) -> None:
+    """A root like stacks/Pulumi.existing.example.yaml's /srv-dockyard/ci on a host that has
+    no /srv-dockyard yet: its parents are made root's and 0755, as dy_check_path wants."""
+    spec = host.spec(root=host.base / "srv-dockyard" / "ci")
+    ran = host.run(hostops._install_script(spec))
+    assert ran.code == 0, ran.out
+    parent = host.base / "srv-dockyard"
+    assert (parent.stat().st_uid, parent.stat().st_mode & 0o777) == (0, 0o755)
+    assert Path(spec.marker_path).is_file()
+    assert host.run(hostops._install_script(spec)).code == 0
+
+
 # Records, at the moment each of these commands runs, whether the host lock and the lock of
 # the instance's root are held (a second `flock -n` on the same file fails while they are).
 LOCK_PROBE = f"""

@@ -161,8 +161,8 @@ def test_stack_config_checks_the_dockyard_namespace() -> None:
     assert caught.value.errors == [
         "dockyard:hostz: unknown key; did you mean 'dockyard:hosts'? the dockyard namespace"
         " has hosts, sshPrivateKey, sshPrivateKeyPassphrase",
-        "dockyard:sshPrivateKey: stored in clear text; store it encrypted with"
-        " `cat ~/.ssh/id_ed25519 | pulumi config set --secret dockyard:sshPrivateKey`",
+        "dockyard:sshPrivateKey: stored in clear text; remove it and store it encrypted with"
+        " `pulumi config set --secret dockyard:sshPrivateKey --stack <stack> < ~/.ssh/id_ed25519`",
         "hosts: missing; add `dockyard:hosts:` with a list of hosts (docs/configuration.md)",
     ]
 

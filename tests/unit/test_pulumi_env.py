@@ -7,6 +7,8 @@ and a user's own backend or login must win over Dockyard's default.
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import stat
 from pathlib import Path
 
@@ -21,7 +23,11 @@ def fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """An environment as on a new machine: empty cache and state, no login, no Pulumi vars."""
     monkeypatch.setenv("DOCKYARD_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("DOCKYARD_STATE", str(tmp_path / "state"))
-    return {"HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
+    return {
+        "HOME": str(tmp_path / "home"),
+        "PATH": "/usr/bin:/bin",
+        "PULUMI_HOME": str(tmp_path / "no-login"),
+    }
 
 
 def test_a_fresh_machine_gets_the_default_backend_and_a_new_passphrase(
@@ -85,6 +91,16 @@ def test_a_passphrase_of_the_user_is_kept_with_the_default_backend(
     assert env["PULUMI_CONFIG_PASSPHRASE"] == "mine"
     assert "PULUMI_CONFIG_PASSPHRASE_FILE" not in env
     assert not (tmp_path / "state" / "passphrase").exists()
+
+
+def test_the_login_is_read_where_the_cli_keeps_it_not_under_home(tmp_path: Path) -> None:
+    """Like the CLI (Go's os/user), the account's home counts, not `$HOME`: `sudo -E` keeps
+    the invoking user's HOME while `pulumi` runs as root with root's login."""
+    account_home = Path(pwd.getpwuid(os.getuid()).pw_dir)
+    elsewhere = {"HOME": str(tmp_path / "someone-else")}
+    assert pulumi_env.pulumi_home(elsewhere) == account_home / ".pulumi"
+    configured = elsewhere | {"PULUMI_HOME": str(tmp_path / "ph")}
+    assert pulumi_env.pulumi_home(configured) == tmp_path / "ph"
 
 
 def test_state_and_cache_are_separate_roots(fresh: dict[str, str], tmp_path: Path) -> None:

@@ -22,9 +22,9 @@ def run(rec: Recorder, environ: dict[str, str], engine_log: Path) -> None:
             print(message, file=log_file, flush=True)
 
         stack_run = _stack_run(environ, log_file)
-        config = ci.load_config(STACK_FILE)
+        stack_file = ci.load_stack(STACK_FILE)
         try:
-            stack = stack_run.create(config)
+            stack = stack_run.create(stack_file)
             with rec.phase("engine: up (VM + SysboxHost + 3 instances)"):
                 stack.up(on_output=quiet, color="never")
             with rec.phase("engine: up again, nothing changed") as again:
@@ -44,8 +44,9 @@ def hosts_scaling(
 ) -> None:
     """For each k: a stack of k testbed hosts (one instance each) up, then destroyed; the
     engine creates the hosts in parallel, each VM booted by this machine."""
-    base = ci.load_config(STACK_FILE)
-    first = base["dockyard:hosts"][0]
+    base = ci.load_stack(STACK_FILE)
+    config = base["config"]
+    first = config["dockyard:hosts"][0]
     for k in counts:
         hosts = [
             {**first, "name": f"testbed-{i}", "instances": first["instances"][:1]}
@@ -54,7 +55,7 @@ def hosts_scaling(
         with engine_log.open("a") as log_file:
             stack_run = _stack_run(environ, log_file)
             try:
-                stack = stack_run.create({**base, "dockyard:hosts": hosts})
+                stack = stack_run.create({**base, "config": {**config, "dockyard:hosts": hosts}})
                 with rec.phase(f"engine: up, {k} host(s) with one instance each") as up:
                     stack.up(on_output=lambda line: print(line, file=log_file), color="never")
                 up.extra.update(hosts=k)
