@@ -157,7 +157,7 @@ def _check_skipped_ci_step(command: str, stack_file: str, workspace: Path) -> No
     assert expanded[:3] == [".venv/bin/python", "-m", "dockyard_resources"], expanded
     args = cli.build_parser().parse_args(expanded[3:])
     assert args.command == "ci"
-    config = ci.load_config(workspace / args.stack_file, args.allowed_ssh_cidr)
+    config = ci.load_stack(workspace / args.stack_file, args.allowed_ssh_cidr)["config"]
     (host,) = config["dockyard:hosts"]
     assert host["provision"]["allowedSshCidrs"] == [f"{DOC_ADDRESS}/32"], shlex.join(expanded)
 

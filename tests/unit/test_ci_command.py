@@ -20,11 +20,11 @@ def _stack(name: str) -> Path:
 
 @pytest.mark.parametrize("name", ["hcloud.example", "aws.example"])
 def test_allowed_ssh_cidr_replaces_the_cloud_hosts_ranges(name: str) -> None:
-    config = ci.load_config(_stack(name), ["203.0.113.7/32", "2001:db8::7/128"])
+    config = ci.load_stack(_stack(name), ["203.0.113.7/32", "2001:db8::7/128"])["config"]
     (host,) = config["dockyard:hosts"]
     assert host["provision"]["allowedSshCidrs"] == ["203.0.113.7/32", "2001:db8::7/128"]
     # The stack file itself is left as it is.
-    assert ci.load_config(_stack(name))["dockyard:hosts"][0]["provision"]["allowedSshCidrs"] == [
+    assert ci.load_stack(_stack(name))["config"]["dockyard:hosts"][0]["provision"]["allowedSshCidrs"] == [
         "198.51.100.0/24"
     ]
 
@@ -36,21 +36,21 @@ def test_allowed_ssh_cidr_leaves_other_hosts_alone(tmp_path: Path) -> None:
         "    - {name: a, provision: {kind: existing, address: 203.0.113.1}}\n"
         "    - {name: b, provision: {kind: hcloud, allowedSshCidrs: [198.51.100.0/24]}}\n"
     )
-    a, b = ci.load_config(stack, ["203.0.113.7/32"])["dockyard:hosts"]
+    a, b = ci.load_stack(stack, ["203.0.113.7/32"])["config"]["dockyard:hosts"]
     assert "allowedSshCidrs" not in a["provision"]
     assert b["provision"]["allowedSshCidrs"] == ["203.0.113.7/32"]
 
 
 def test_allowed_ssh_cidr_is_validated_like_the_stack_file() -> None:
     with pytest.raises(ConfigError) as raised:
-        ci.load_config(_stack("hcloud.example"), ["203.0.113.7/24"])
+        ci.load_stack(_stack("hcloud.example"), ["203.0.113.7/24"])
     assert any("allowedSshCidrs[0]" in e and "did you mean 203.0.113.0/24" in e
                for e in raised.value.errors)  # fmt: skip
 
 
 def test_allowed_ssh_cidr_without_a_cloud_host_is_refused() -> None:
     with pytest.raises(ci.CiError, match="no host with an SSH firewall"):
-        ci.load_config(_stack("testbed"), ["203.0.113.7/32"])
+        ci.load_stack(_stack("testbed"), ["203.0.113.7/32"])
 
 
 def test_without_pytest_ci_says_what_to_install_and_creates_nothing(

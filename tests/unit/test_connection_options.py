@@ -251,6 +251,7 @@ def test_the_passphrase_is_a_known_stack_key_and_must_be_stored_encrypted() -> N
     with pytest.raises(ConfigError) as caught:
         validate_stack_config({"dockyard:hosts": [], "dockyard:sshPrivateKeyPassphrase": "pw"})
     assert caught.value.errors == [
-        "dockyard:sshPrivateKeyPassphrase: stored in clear text; store it encrypted with"
-        " `pulumi config set --secret dockyard:sshPrivateKeyPassphrase`"
+        "dockyard:sshPrivateKeyPassphrase: stored in clear text; remove it and store it"
+        " encrypted with `pulumi config set --secret dockyard:sshPrivateKeyPassphrase"
+        " --stack <stack>`"
     ]
