@@ -14,6 +14,7 @@ from pulumi_command import remote
 
 from dockyard_resources.cloud import CloudServer
 from dockyard_resources.cloud.cloudinit import CLOUD_USER
+from dockyard_resources.cloud.hardening import harden_server
 from dockyard_resources.cloud.keys import HostKey, LoginKey
 
 WAIT_COMMAND: Final = "cloud-init status --wait >/dev/null || [ $? -ne 1 ]"
@@ -62,7 +63,8 @@ def ready_server(
     host_key: HostKey,
     parent: pulumi.Resource,
 ) -> CloudServer:
-    """The server as Dockyard sees it: reachable once its cloud-init wait has run."""
+    """The server as Dockyard sees it: reachable once cloud-init is done, its host key
+    rotated and its metadata service closed to non-root users."""
     wait = wait_for_cloud_init(
         f"{host_name}-cloud-init",
         host=address,
@@ -72,4 +74,20 @@ def ready_server(
         server_id=server_id,
         parent=parent,
     )
-    return CloudServer(address=address, user=CLOUD_USER, host_key=host_key, ready=wait)
+    hardened = harden_server(
+        host_name,
+        address=address,
+        user=CLOUD_USER,
+        server_id=server_id,
+        login=login,
+        host_key=host_key,
+        after=wait,
+        parent=parent,
+    )
+    return CloudServer(
+        address=address,
+        user=CLOUD_USER,
+        host_key=host_key,
+        pinned_host_key=hardened.host_key,
+        ready=hardened.ready,
+    )
