@@ -41,6 +41,7 @@ from dockyard_resources.transport import HostKeyMismatch, SshTarget, fingerprint
 
 SECRET_OUTPUTS: Final = ["connection"]
 _CONFIG_RE: Final = re.compile(r"/[A-Za-z0-9._+/-]{1,200}")
+_NO_PIN: Final = "is required: the key the host presents now (no trust on first use)"
 
 quiet_errors.install()
 
@@ -57,17 +58,9 @@ def sshd_config_path(value: Any) -> str:
 def _problems(news: Mapping[str, Any], *, new_key: bool) -> list[tuple[str, str]]:
     conn = news.get("connection")
     problems = connection_problems(conn)
-    if (
-        isinstance(conn, Mapping)
-        and not is_unknown(conn.get("hostKey"))
-        and not conn.get("hostKey")
-    ):
-        problems.append(
-            (
-                "connection.hostKey",
-                "is required: the key the host presents now (no trust on first use)",
-            )
-        )
+    pin = conn.get("hostKey") if isinstance(conn, Mapping) else None
+    if isinstance(conn, Mapping) and not pin and not is_unknown(pin):
+        problems.append(("connection.hostKey", _NO_PIN))
     checked(problems, "hostName", values.host_name, news.get("hostName"))
     checked(problems, "sshdConfig", sshd_config_path, news.get("sshdConfig"))
     if new_key:
