@@ -42,7 +42,6 @@ from dockyard_resources.errors import DockyardError
 REPO_ROOT = workdir.REPO_ROOT
 ACCEPTANCE_DIR = REPO_ROOT / "tests" / "acceptance"
 SSH_KEY_ENV = "DOCKYARD_SSH_PRIVATE_KEY"
-SSH_KEY_CONFIG = "dockyard:sshPrivateKey"
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -124,38 +123,15 @@ class CiRun:
         self.stack: auto.Stack | None = None
 
     # --- steps --------------------------------------------------------------------------
-    def _pulumi(self) -> Path:
-        """The `pulumi` executable every step runs (the Automation API runs ROOT/bin/pulumi)."""
+    def _workspace(self) -> auto.LocalWorkspace:
         pulumi = pulumi_env.pulumi_binary(self.environ)
         if pulumi is None:
             raise CiError(pulumi_env.NO_PULUMI)
-        return Path(pulumi).resolve()
-
-    def _workspace(self) -> auto.LocalWorkspace:
         return auto.LocalWorkspace(
             work_dir=str(self.work_dir),
             env_vars=self.environ,
-            pulumi_command=auto.PulumiCommand(root=str(self._pulumi().parent.parent)),
+            pulumi_command=auto.PulumiCommand(root=str(Path(pulumi).resolve().parent.parent)),
         )
-
-    def set_secret(self, key: str, value: str) -> None:
-        """`pulumi config set --secret KEY` with the value on stdin.
-
-        Not `Stack.set_config`: the Automation API passes the value as an argument, and
-        every local user can read a running process's arguments (/proc/PID/cmdline)."""
-        argv = [str(self._pulumi()), "config", "set", "--secret", key, "--stack", self.name]
-        done = subprocess.run(
-            [*argv, "--non-interactive"],
-            input=value,
-            cwd=self.work_dir,
-            env=self.environ,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            output = (done.stderr or done.stdout).replace(value, "***").strip()
-            raise CiError(f"`pulumi config set --secret {key}` exited {done.returncode}: {output}")
 
     def create(self, config: dict[str, Any]) -> auto.Stack:
         config_dir = workdir.write_project(self.work_dir)
@@ -165,7 +141,7 @@ class CiRun:
         workdir.merge_stack_file(config_dir / f"Pulumi.{self.name}.yaml", {"config": config})
         ssh_key = self.environ.get(SSH_KEY_ENV)
         if ssh_key:
-            self.set_secret(SSH_KEY_CONFIG, ssh_key)
+            stack.set_config("dockyard:sshPrivateKey", auto.ConfigValue(ssh_key, secret=True))
         return stack
 
     def _engine_output(self, step: str) -> Callable[[str], None]:
