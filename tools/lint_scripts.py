@@ -25,7 +25,9 @@ from pathlib import Path
 from dockyard_resources.config.network_request import NetworkRequest
 from dockyard_resources.hostops import instance as instance_ops
 from dockyard_resources.hostops import network_claims
+from dockyard_resources.render import host_key as host_key_render
 from dockyard_resources.render import instance as instance_render
+from dockyard_resources.render import metadata_block as metadata_render
 from dockyard_resources.render import sysbox_host as sysbox_render
 from dockyard_resources.transport.upload import upload_script
 
@@ -184,6 +186,41 @@ def transport_scripts() -> Iterator[Script]:
         )
 
 
+OLD_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOld0000000000000000000000000000000000000000"
+NEW_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINew0000000000000000000000000000000000000000"
+
+
+def cloud_host_scripts() -> Iterator[Script]:
+    """The host key rotation and the metadata block of cloud hosts."""
+
+    def template(name: str) -> str:
+        return f"{TEMPLATES}/{name}.sh.j2"
+
+    for config in (host_key_render.DEFAULT_SSHD_CONFIG, "/srv/dockyard-test/sshd_config"):
+        yield Script(
+            f"host key: prepare ({config})",
+            host_key_render.prepare_script(OLD_HOST_KEY, config),
+            template("host_key/prepare"),
+        )
+        yield Script(
+            f"host key: switch ({config})",
+            host_key_render.switch_script(OLD_HOST_KEY, NEW_HOST_KEY, config),
+            template("host_key/switch"),
+        )
+        yield Script(
+            f"host key: inspect ({config})",
+            host_key_render.inspect_script(OLD_HOST_KEY, NEW_HOST_KEY, config),
+            template("host_key/inspect"),
+        )
+    for what, text, name in (
+        ("program", metadata_render.render_program(), "program"),
+        ("install", metadata_render.install_script(), "install"),
+        ("inspect", metadata_render.inspect_script(), "inspect"),
+        ("remove", metadata_render.remove_script(), "remove"),
+    ):
+        yield Script(f"metadata block: {what}", text, template(f"metadata_block/{name}"))
+
+
 def static_scripts() -> Iterator[Script]:
     seen: set[Path] = set()
     for pattern in STATIC:
@@ -223,6 +260,7 @@ def main() -> int:
         *instance_scripts(),
         *sysbox_host_scripts(),
         *transport_scripts(),
+        *cloud_host_scripts(),
         *static_scripts(),
     ]
     with (

@@ -15,6 +15,10 @@ class CloudServer:
 
     address: pulumi.Output[str]
     user: str
+    # The key cloud-init installed (from the user data): worthless once rotated.
     host_key: HostKey
-    # The cloud-init wait: whatever connects to the server must depend on it.
+    # The key sshd presents after the rotation: what everything after pins.
+    pinned_host_key: pulumi.Output[str]
+    # The last step of its preparation (cloud-init wait, host key rotation, metadata
+    # block): whatever connects to the server must depend on it.
     ready: pulumi.Resource

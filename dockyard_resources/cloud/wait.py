@@ -14,6 +14,7 @@ from pulumi_command import remote
 
 from dockyard_resources.cloud import CloudServer
 from dockyard_resources.cloud.cloudinit import CLOUD_USER
+from dockyard_resources.cloud.hardening import harden_server
 from dockyard_resources.cloud.keys import HostKey, LoginKey
 from dockyard_resources.config.models import JumpHost
 
@@ -86,8 +87,8 @@ def ready_server(
     parent: pulumi.Resource,
     jump: JumpHost | None = None,
 ) -> CloudServer:
-    """The server as Dockyard sees it: reachable (through `jump`, if given) once its
-    cloud-init wait has run."""
+    """The server as Dockyard sees it: reachable (through `jump`, if given) once cloud-init
+    is done, its host key rotated and its metadata service closed to non-root users."""
     wait = wait_for_cloud_init(
         f"{host_name}-cloud-init",
         host=address,
@@ -98,4 +99,21 @@ def ready_server(
         parent=parent,
         jump=jump,
     )
-    return CloudServer(address=address, user=CLOUD_USER, host_key=host_key, ready=wait)
+    hardened = harden_server(
+        host_name,
+        address=address,
+        user=CLOUD_USER,
+        server_id=server_id,
+        login=login,
+        host_key=host_key,
+        after=wait,
+        parent=parent,
+        jump=jump,
+    )
+    return CloudServer(
+        address=address,
+        user=CLOUD_USER,
+        host_key=host_key,
+        pinned_host_key=hardened.host_key,
+        ready=hardened.ready,
+    )

@@ -97,18 +97,41 @@ def test_without_the_login_the_secret_was_set_in_make_up_says_so(user: UserCheck
     assert "do not decrypt for stack staging here (incorrect passphrase)" in refused.output
 
 
+def recording_pulumi(bin_dir: Path, log: Path) -> None:
+    """`bin_dir/pulumi`: appends its arguments to `log` (one per line, a blank line per run),
+    then runs the `pulumi` found after it on PATH with the same arguments and stdin."""
+    bin_dir.mkdir(parents=True)
+    wrapper = bin_dir / "pulumi"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f"printf '%s\\n' \"$@\" '' >>'{log}'\n"
+        f'PATH=$(printf %s "$PATH" | sed "s#^{bin_dir}:##")\n'
+        'exec pulumi "$@"\n'
+    )
+    wrapper.chmod(0o755)
+
+
 def test_ci_decrypts_the_stack_files_key_in_its_own_stack(user: UserCheckout) -> None:
     """An empty host list keeps it quick; Pulumi decrypts every config value before the
-    program runs, so a key that did not travel with its salt fails the `up`."""
+    program runs, so a key that did not travel with its salt fails the `up`. Every local user
+    can read a running process's arguments (`/proc/PID/cmdline`): a recording `pulumi` first
+    on PATH shows that no command `ci` runs is given the key."""
     stack_file = user.root / "stacks" / "Pulumi.cikey.yaml"
     stack_file.write_text(yaml.safe_dump({"config": {"dockyard:hosts": []}}))
     user.run("pulumi stack init cikey")
     user.run(for_the_test(SET_KEY, {"<stack>": "cikey"}))
+    log, wrappers = user.home / "argv.log", user.home / "recording" / "bin"
+    recording_pulumi(wrappers, log)
     ci = user.run(
-        ".venv/bin/python -m dockyard_resources ci --stack-file stacks/Pulumi.cikey.yaml"
-        " -- --collect-only -q",
+        f'PATH="{wrappers}:$PATH" .venv/bin/python -m dockyard_resources ci'
+        " --stack-file stacks/Pulumi.cikey.yaml -- --collect-only -q",
         check=False,
     )
     assert ci.returncode == 0, ci.describe()
     for step in ("] up", "] preview --expect-no-changes", "] destroy: stack", "] passed"):
         assert step in ci.output, ci.describe()
+    calls = log.read_text()
+    assert "stack\ninit\n" in calls and "\nup\n" in calls, calls[:2000]
+    key = (user.home / ".ssh" / "id_ed25519").read_text()
+    body = [line for line in key.splitlines() if line and "-----" not in line]
+    assert body and not [line for line in body if line in calls], "the key was in an argv"

@@ -48,6 +48,11 @@ def new_ed25519_key() -> tuple[str, str]:
     return pair.private_openssh, " ".join(pair.public_line.split()[:2])
 
 
+def next_host_key(name: str) -> str:
+    """The public key a NewHostKey named `name` reports (the host generates it)."""
+    return f"ssh-ed25519 AAAAnext{name.replace('-', '')}"
+
+
 def tls_private_key(name: str) -> str:
     return f"-----BEGIN OPENSSH PRIVATE KEY-----\ntls-{name}\n-----END OPENSSH PRIVATE KEY-----\n"
 
@@ -101,15 +106,38 @@ def is_secret(value: Any) -> bool:
     return bool(rpc.is_rpc_secret(value))
 
 
+# The input that tells each Dockyard dynamic resource apart (they all share one type).
+_KIND_BY_INPUT = (
+    ("vmName", "LocalVm"),
+    ("sysbox", "SysboxHost"),
+    ("prefix", "DockyardInstance"),
+    ("newHostKey", "HostKeyRotation"),
+    ("serverId", "NewHostKey"),
+    ("throwaway", "MetadataBlock"),
+)
+
+
 def dynamic_kind(inputs: dict[str, Any]) -> str:
     """Which Dockyard dynamic resource a registration is (they all share one type)."""
-    if "vmName" in inputs:
-        return "LocalVm"
-    if "docker" in inputs and "sysbox" in inputs:
-        return "SysboxHost"
-    if "prefix" in inputs:
-        return "DockyardInstance"
+    for key, kind in _KIND_BY_INPUT:
+        if key in inputs:
+            return kind
     raise AssertionError(f"unknown dynamic resource with inputs {sorted(inputs)}")
+
+
+# Outputs the cloud hosts' NewHostKey, HostKeyRotation and MetadataBlock add to their inputs.
+_CLOUD_HARDENING: dict[str, Any] = {
+    "NewHostKey": lambda name, _inputs: {
+        "publicKey": next_host_key(name),
+        "fingerprint": f"SHA256:fp-{name}",
+    },
+    "HostKeyRotation": lambda _name, inputs: {
+        "hostKey": inputs["newHostKey"],
+        "hostKeyFingerprint": "SHA256:rotated",
+        "drift": [],
+    },
+    "MetadataBlock": lambda _name, _inputs: {"drift": []},
+}
 
 
 class FakeEngine(pulumi_mocks.Mocks):
@@ -153,6 +181,8 @@ class FakeEngine(pulumi_mocks.Mocks):
                 "pid": 4242,
                 "overlayPath": f"/cache/vms/{inputs['vmName']}/overlay.qcow2",
             }
+        if kind in _CLOUD_HARDENING:
+            return name, {**inputs, **_CLOUD_HARDENING[kind](name, inputs)}
         if kind == "SysboxHost":
             pinned = unwrap(inputs["connection"]).get("hostKey")
             return name, {

@@ -14,12 +14,14 @@ from dockyard_resources.cloud.cloudinit import CLOUD_USER
 from dockyard_resources.cloud.keys import STACK_LOGIN_KEY_NAME
 from dockyard_resources.cloud.wait import WAIT_COMMAND
 from tests.program.harness import (
+    DYNAMIC_PREFIX,
     SERVER_IP,
     FakeEngine,
     ProgramRun,
     Registration,
     is_secret,
     new_ed25519_key,
+    next_host_key,
     run_program,
     tls_private_key,
     tls_public_key,
@@ -90,20 +92,22 @@ def assert_waits_then_connects_pinned(run: ProgramRun, host: str, address: str) 
     assert connection["host"] == address
     assert connection["user"] == CLOUD_USER
     assert connection["hostKey"] == host_key
+    # No trust on first use: the SysboxHost pins the key the host rotated to (below), and
+    # instances get it back from the SysboxHost.
+    rotated = next_host_key(f"{host}-new-host-key")
     sysbox = run.named(f"{host}-sysbox")
-    assert wait.urn in sysbox.dependencies
     assert sysbox.plain("connection") == {
         "host": address,
         "port": 22,
         "user": CLOUD_USER,
         "privateKey": tls_private_key(STACK_LOGIN_KEY_NAME),
-        "hostKey": host_key,
+        "hostKey": rotated,
     }
     assert is_secret(sysbox.inputs["connection"])
-    # No trust on first use: instances get the same pinned key back from the SysboxHost.
-    assert run.named(f"{host}-dy1_").plain("connection")["hostKey"] == host_key
+    assert run.named(f"{host}-dy1_").plain("connection")["hostKey"] == rotated
     assert run.outputs[host]["address"] == address
     assert run.outputs[host]["user"] == CLOUD_USER
+    assert run.outputs[host]["hostKey"] == rotated
 
 
 def test_hcloud_host_gets_a_firewalled_server_with_generated_keys() -> None:
@@ -252,3 +256,60 @@ def test_a_cloud_kind_without_its_sdk_says_what_to_install(
     assert "host edge-1 uses provision kind hcloud, which needs pulumi-hcloud" in message
     assert "pip install 'dockyard[hcloud]'" in message
     assert provisioning.cloud_module("aws", "x").__name__ == "dockyard_resources.cloud.aws"
+
+
+@pytest.mark.parametrize(
+    ("host", "server_id", "address"),
+    [
+        pytest.param(hcloud_host(), "815", SERVER_IP["hcloud"], id="hcloud"),
+        pytest.param(aws_host(), "i-0123", SERVER_IP["aws"], id="aws"),
+    ],
+)
+def test_cloud_host_key_is_rotated_and_metadata_blocked_before_the_sysbox_host(
+    host: dict[str, Any], server_id: str, address: str
+) -> None:
+    """cloud-init wait -> NewHostKey -> HostKeyRotation -> MetadataBlock -> SysboxHost: the
+    user-data key is trusted up to the rotation only, everything after pins the new key."""
+    run = run_program([host])
+    name = host["name"]
+    user_data_key = tls_public_key(f"{name}-host-key").strip()
+    login = tls_private_key(STACK_LOGIN_KEY_NAME)
+
+    new_key = run.named(f"{name}-new-host-key")
+    assert new_key.type == f"{DYNAMIC_PREFIX}/dockyard:NewHostKey"
+    assert new_key.parent == run.urn(name)
+    assert run.urn(f"{name}-cloud-init") in new_key.dependencies
+    assert is_secret(new_key.inputs["connection"])
+    assert "connection" in new_key.additional_secret_outputs
+    assert new_key.plain("connection") == {
+        "host": address, "port": 22, "user": CLOUD_USER, "privateKey": login,
+        "hostKey": user_data_key,
+    }  # fmt: skip
+    # A replaced server gets a new key of its own.
+    assert new_key.plain("serverId") == server_id
+
+    rotation = run.named(f"{name}-host-key-rotation")
+    assert rotation.type == f"{DYNAMIC_PREFIX}/dockyard:HostKeyRotation"
+    assert new_key.urn in rotation.dependencies
+    assert rotation.plain("connection")["hostKey"] == user_data_key
+    # Only the key the host reported over the connection pinned to the user-data key.
+    rotated = next_host_key(f"{name}-new-host-key")
+    assert rotation.plain("newHostKey") == rotated
+    assert is_secret(rotation.inputs["connection"])
+
+    block = run.named(f"{name}-metadata-block")
+    assert block.type == f"{DYNAMIC_PREFIX}/dockyard:MetadataBlock"
+    assert rotation.urn in block.dependencies
+    assert block.plain("connection")["hostKey"] == rotated
+    assert block.plain("throwaway") is True
+    assert is_secret(block.inputs["connection"])
+
+    sysbox = run.named(f"{name}-sysbox")
+    assert block.urn in sysbox.dependencies
+    assert sysbox.plain("connection")["hostKey"] == rotated
+    for registration in run.registrations:
+        if registration.name in (f"{name}-cloud-init", f"{name}-new-host-key", rotation.name):
+            continue
+        connection = registration.plain("connection")
+        if isinstance(connection, dict):
+            assert connection.get("hostKey") != user_data_key, registration.name

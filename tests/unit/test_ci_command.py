@@ -24,9 +24,9 @@ def test_allowed_ssh_cidr_replaces_the_cloud_hosts_ranges(name: str) -> None:
     (host,) = config["dockyard:hosts"]
     assert host["provision"]["allowedSshCidrs"] == ["203.0.113.7/32", "2001:db8::7/128"]
     # The stack file itself is left as it is.
-    assert ci.load_stack(_stack(name))["config"]["dockyard:hosts"][0]["provision"]["allowedSshCidrs"] == [
-        "198.51.100.0/24"
-    ]
+    assert ci.load_stack(_stack(name))["config"]["dockyard:hosts"][0]["provision"][
+        "allowedSshCidrs"
+    ] == ["198.51.100.0/24"]
 
 
 def test_allowed_ssh_cidr_leaves_other_hosts_alone(tmp_path: Path) -> None:
