@@ -24,7 +24,10 @@ echo "test state (starts empty): $DOCKYARD_STATE"
 minutes() { awk -v s="$1" 'BEGIN { printf "%.1f min", s / 60 }'; }
 status=0
 
-.venv/bin/python -m pytest "$@" || status=$?
+# The team-on-S3 test is left to `make test-shared-backend` (SeaweedFS's build and a
+# deployment of its own do not fit the suite's time budget); said, not silently skipped.
+echo "not run here: tests/engine/test_shared_backend.py (marker shared_backend; make test-shared-backend)"
+.venv/bin/python -m pytest -m "not shared_backend" "$@" || status=$?
 
 echo "tests total: $(minutes $((SECONDS - started)))"
 exit "$status"

@@ -11,6 +11,7 @@ tunnel printed, and loads a `busybox` image through the tunnel (the VM has no in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -26,7 +27,7 @@ from tests.engine.user_paths import (
     runtime_dir,
 )
 from tests.fixtures.pulumi_cli import PulumiCli
-from tests.fixtures.vm import booted_vm
+from tests.hosts.test_instances import sysbox_host_vm
 from tools.testbed.artifacts import TestbedArtifacts
 
 # The wait for one of the two machine-wide VM slots counts too (up to an hour).
@@ -39,7 +40,13 @@ STACK = "prod"
 def test_the_documented_plain_pulumi_path(
     tmp_path: Path, pulumi_cli: PulumiCli, testbed_artifacts: TestbedArtifacts
 ) -> None:
-    with booted_vm() as host, runtime_dir() as runtime:
+    # A clone of the SysboxHost template (the testbed's files, another owner): the stack's
+    # SysboxHost converges there and leaves it installed for that owner at destroy; a fresh
+    # install through the engine is the Locally recipe's (test_recipe_ci_locally.py).
+    with (
+        contextlib.contextmanager(sysbox_host_vm)(testbed_artifacts) as host,
+        runtime_dir() as runtime,
+    ):
         started = time.monotonic()  # the wait for a VM slot is not the path's cost
         user = UserCheckout.make(tmp_path / "user", pulumi_cli.bin_dir, runtime=runtime)
         key = doc_host.give_key(user.home, host)

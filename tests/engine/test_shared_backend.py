@@ -34,7 +34,10 @@ from tests.fixtures.vm import booted_vm
 from tools.testbed.artifacts import TestbedArtifacts
 
 # The wait for one of the two machine-wide VM slots counts too (up to an hour).
-pytestmark = [pytest.mark.engine, pytest.mark.vm, pytest.mark.timeout(5400)]
+# Not in `make test` (scripts/test.sh deselects the marker): `make test-shared-backend`.
+pytestmark = [
+    pytest.mark.engine, pytest.mark.vm, pytest.mark.shared_backend, pytest.mark.timeout(5400)
+]  # fmt: skip
 
 DOC = DOCS / "plain-pulumi.md"
 STACK = "prod"

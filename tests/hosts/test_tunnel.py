@@ -33,7 +33,7 @@ from dockyard_resources.transport import SshTarget, session
 from tests.fixtures.vm import TestHost
 from tests.hosts import docker_clients as dc
 from tests.hosts.checks import SshShell
-from tests.hosts.test_instances import _connection, _install_sysbox_host, _props
+from tests.hosts.test_instances import _connection, _install_sysbox_host, _props, sysbox_host_vm
 from tools.testbed.artifacts import TestbedArtifacts
 from tools.testimage.busybox_image import DEFAULT_TAG, image_archive
 
@@ -41,6 +41,12 @@ pytestmark = [pytest.mark.vm, pytest.mark.timeout(3600)]
 
 IMAGE_ON_HOST = "/var/tmp/dockyard-busybox.tar"
 STREAMS = 12  # long-lived `logs -f` connections held at once (sshd allows 10 sessions)
+
+
+@pytest.fixture(scope="module")
+def host(testbed_artifacts: TestbedArtifacts) -> Iterator[TestHost]:
+    """A clone of the SysboxHost template: the install below only converges."""
+    yield from sysbox_host_vm(testbed_artifacts)
 
 
 @pytest.fixture(scope="module")
