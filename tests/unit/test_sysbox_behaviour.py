@@ -17,6 +17,7 @@ import pytest
 from dockyard_resources.hostops import artifacts
 from dockyard_resources.hostops.preflight import HostFacts
 from dockyard_resources.render import sysbox_host as r
+from dockyard_resources.render.layout import INSTANCE_MARKER
 from tests.unit.sysbox_sandbox import (
     NOBODY,
     LocalHost,
@@ -278,13 +279,9 @@ def test_preflight_counts_as_cached_only_what_install_keeps(box: Sandbox) -> Non
 # --- restarting the shared service --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("allow", [True, False])
-def test_new_sysbox_binaries_restart_the_running_service_only_with_the_opt_in(
-    box: Sandbox, allow: bool
-) -> None:
-    """A rebuilt sysbox under the same version (a re-pinned artifact) changes no unit file,
-    yet the running pair must move onto it: with allowSysboxRestart it restarts (and with
-    it every instance), without it the new binaries wait for the next start."""
+def install_rebuilt_sysbox(box: Sandbox, allow: bool, **env: str) -> tuple[r.InstallPlan, Ran]:
+    """Install, then install again with a rebuilt sysbox under the same version (a re-pinned
+    artifact: no unit file changes) while the service runs with both sockets answering."""
     plan = box.artifacts.plan("upload", allow_restart=allow)
     assert upload_and_install(box, plan).code == 0
     rebuilt = box.work / "sysbox-rebuilt.deb"
@@ -302,7 +299,31 @@ def test_new_sysbox_binaries_restart_the_running_service_only_with_the_opt_in(
             listener.bind(str(sock))  # the file stays: a socket for `[ -S ]`
         sockets.append(str(sock))
     artifacts.upload_missing(LocalHost(box), [plan.sysbox], set())  # type: ignore[arg-type]
-    ran = box.run(r.install_script(plan), DY_SERVICE_ACTIVE="0", DY_LISTENING=" ".join(sockets))
+    ran = box.run(
+        r.install_script(plan), DY_SERVICE_ACTIVE="0", DY_LISTENING=" ".join(sockets), **env
+    )
+    return plan, ran
+
+
+def plant_instance_units(box: Sandbox, *prefixes: str) -> list[str]:
+    """Unit files as instances leave them (the marker first), plus a unit of someone else's."""
+    units = []
+    for prefix in prefixes:
+        unit = f"{prefix}docker.service"
+        box.path(f"{r.SYSTEMD_DIR}/{unit}").write_text(f"{INSTANCE_MARKER}{prefix}\n[Unit]\n")
+        units.append(unit)
+    box.path(f"{r.SYSTEMD_DIR}/other.service").write_text("[Unit]\n")
+    return units
+
+
+@pytest.mark.parametrize("allow", [True, False])
+def test_new_sysbox_binaries_restart_the_running_service_only_with_the_opt_in(
+    box: Sandbox, allow: bool
+) -> None:
+    """A rebuilt sysbox under the same version (a re-pinned artifact) changes no unit file,
+    yet the running pair must move onto it: with allowSysboxRestart it restarts (and with
+    it every instance), without it the new binaries wait for the next start."""
+    plan, ran = install_rebuilt_sysbox(box, allow)
     assert ran.code == 0, ran.text
     assert (
         f"sysbox binaries installed into {box.path(r.sysbox_dir(plan.sysbox.version))}"
@@ -312,3 +333,32 @@ def test_new_sysbox_binaries_restart_the_running_service_only_with_the_opt_in(
     assert restarted == allow, ran.locks()
     if not allow:
         assert "its new definition applies at its next start" in ran.err
+
+
+def test_a_sysbox_restart_ends_with_every_instance_it_restarted_running_again(
+    box: Sandbox,
+) -> None:
+    """systemd restarts the running instance units with the service (Requires=), but
+    `systemctl restart` returns while they still start: the install waits for each (a start
+    joins the pending job), so the update never returns with instances down."""
+    units = plant_instance_units(box, "dy1_", "dy2_")
+    _, ran = install_rebuilt_sysbox(box, allow=True)
+    assert ran.code == 0, ran.text
+    systemctl = [c for c in ran.calls if c.startswith("systemctl ") and " host=" not in c]
+    restart = systemctl.index(f"systemctl restart {r.SERVICE_NAME}")
+    started = [c for c in systemctl if c.startswith("systemctl start ")]
+    assert started == systemctl[restart + 1 : restart + 1 + len(started)], systemctl
+    assert sorted(started) == sorted(f"systemctl start {u}" for u in units), systemctl
+    checked = {c.split()[-1] for c in systemctl[:restart] if c.startswith("systemctl is-active")}
+    assert set(units) <= checked and "other.service" not in checked, systemctl
+    assert any("(2 running again)" in a for a in ran.actions), ran.actions
+
+
+def test_an_instance_that_does_not_start_after_a_sysbox_restart_fails_the_update(
+    box: Sandbox,
+) -> None:
+    plant_instance_units(box, "dy1_", "dy2_")
+    _, ran = install_rebuilt_sysbox(box, allow=True, DY_START_FAILS="dy2_docker.service")
+    assert ran.code != 0
+    assert "did not start again: dy2_docker.service" in ran.err, ran.err
+    assert "dy1_docker.service" not in ran.err.split("did not start again:")[1].splitlines()[0]
