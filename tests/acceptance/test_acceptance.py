@@ -668,6 +668,11 @@ def test_reboot_brings_back_instances_and_dind(
     survivor = unique("dind-always")
     dind.ensure_in(sh, b)
     start_dind(sh, b, dind, survivor, extra="--restart always")
+    # <root>/run is on disk but must start empty in every boot, like Docker's tmpfs /run:
+    # state of the earlier boot kept `--restart always` containers down ("container with id
+    # exists"). A file planted there must be gone after the reboot.
+    planted = shlex.quote(f"{b.root}/run/docker/planted-before-reboot")
+    sh.out(f"touch {planted}")
     before = _boot_id(host.target)
     session(host.target).run("systemd-run --no-block systemctl reboot", step="reboot", check=False)
     close_all()
@@ -683,6 +688,7 @@ def test_reboot_brings_back_instances_and_dind(
     for inst in (b, c):
         wait_until(lambda i=inst: Service.of(sh, i.service_name).active, f"{inst.prefix} active")
         _healthy(sh, inst, image)
+    assert sh.run(f"test -e {planted}")[0] != 0, f"{planted}: state of the earlier boot kept"
     wait_until(
         lambda: sh.out(b.docker(f"inspect -f '{{{{.State.Running}}}}' {survivor}")) == "true",
         f"{survivor} (--restart always) running after the reboot",
