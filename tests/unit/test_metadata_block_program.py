@@ -30,7 +30,9 @@ case "$op" in
       grep -vxF -- "$rule" "$chain" >"$chain.new" || true; mv "$chain.new" "$chain" ;;
   -S) echo "-P OUTPUT ACCEPT"
       while IFS= read -r line; do
-        if [ -n "${QUOTE:-}" ]; then line=$(sed -E 's/--comment ([^ ]+)/--comment "\1"/' <<<"$line"); fi
+        if [ -n "${QUOTE:-}" ]; then
+          line=$(sed -E 's/--comment ([^ ]+)/--comment "\1"/' <<<"$line")
+        fi
         echo "-A $line"
       done <"$chain" ;;
   *) exit 2 ;;
@@ -42,7 +44,11 @@ def run(program: Path, fake: Path, action: str, quote: bool) -> subprocess.Compl
     text = program.read_text().replace("export PATH=", "export PATH=$FAKE_DIR:", 1)
     env = {**os.environ, "FAKE_DIR": str(fake), "QUOTE": "1" if quote else ""}
     return subprocess.run(
-        ["bash", "-c", text, "program", action], env=env, capture_output=True, text=True
+        ["bash", "-c", text, "program", action],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
