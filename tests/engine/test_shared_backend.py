@@ -34,9 +34,9 @@ from tests.fixtures.vm import booted_vm
 from tools.testbed.artifacts import TestbedArtifacts
 
 # The wait for one of the two machine-wide VM slots counts too (up to an hour).
-# Not in `make test` (scripts/test.sh deselects the marker): `make test-shared-backend`.
+# Not in `make test` (scripts/test.sh deselects the marker): `make test-outside-budget`.
 pytestmark = [
-    pytest.mark.engine, pytest.mark.vm, pytest.mark.shared_backend, pytest.mark.timeout(5400)
+    pytest.mark.engine, pytest.mark.vm, pytest.mark.outside_budget, pytest.mark.timeout(5400)
 ]  # fmt: skip
 
 DOC = DOCS / "plain-pulumi.md"

@@ -37,7 +37,8 @@ from tests.hosts.test_instances import _connection, _install_sysbox_host, _props
 from tools.testbed.artifacts import TestbedArtifacts
 from tools.testimage.busybox_image import DEFAULT_TAG, image_archive
 
-pytestmark = [pytest.mark.vm, pytest.mark.timeout(3600)]
+# Not in `make test` (scripts/test.sh deselects the marker): `make test-outside-budget`.
+pytestmark = [pytest.mark.vm, pytest.mark.outside_budget, pytest.mark.timeout(3600)]
 
 IMAGE_ON_HOST = "/var/tmp/dockyard-busybox.tar"
 STREAMS = 12  # long-lived `logs -f` connections held at once (sshd allows 10 sessions)
