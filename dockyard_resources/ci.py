@@ -56,8 +56,10 @@ _SPINNER = re.compile(r"@ [a-z]+\.*")
 # The provision kinds with an SSH firewall, and the stack file key of its allowed sources.
 _FIREWALLED = (HcloudProvision, AwsProvision)
 _CIDRS_KEY = str(HcloudProvision.model_fields["allowed_ssh_cidrs"].alias)
+# What the acceptance suite imports beyond the runtime (requirements-ci.txt).
+SUITE_MODULES = {"pytest": "pytest", "docker": "docker-py"}
 NO_PYTEST = (
-    "the acceptance suite needs pytest, which {python} does not have: install the ci"
+    "the acceptance suite needs {what}, which {python} does not have: install the ci"
     " command's tools with `make setup-ci` (or `{python} -m pip install -r"
     " requirements-ci.txt`)"
 )
@@ -317,8 +319,9 @@ def _cannot_start() -> str | None:
     except StackFileError as exc:
         return str(exc)
     # The acceptance step runs pytest with this Python.
-    if importlib.util.find_spec("pytest") is None:
-        return NO_PYTEST.format(python=sys.executable)
+    for module, what in SUITE_MODULES.items():
+        if importlib.util.find_spec(module) is None:
+            return NO_PYTEST.format(what=what, python=sys.executable)
     return None
 
 

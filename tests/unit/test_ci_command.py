@@ -53,19 +53,24 @@ def test_allowed_ssh_cidr_without_a_cloud_host_is_refused() -> None:
         ci.load_stack(_stack("testbed"), ["203.0.113.7/32"])
 
 
-def test_without_pytest_ci_says_what_to_install_and_creates_nothing(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+@pytest.mark.parametrize(("module", "what"), [("pytest", "pytest"), ("docker", "docker-py")])
+def test_without_the_suites_tools_ci_says_what_to_install_and_creates_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    module: str,
+    what: str,
 ) -> None:
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(
         importlib.util,
         "find_spec",
-        lambda name, *a: None if name == "pytest" else real_find_spec(name, *a),
+        lambda name, *a: None if name == module else real_find_spec(name, *a),
     )
     monkeypatch.setenv("DOCKYARD_STATE", str(tmp_path / "state"))
     code = cli.main(["ci", "--stack-file", str(_stack("testbed"))])
     err = capsys.readouterr().err
     assert code == ci.EXIT_USAGE
-    assert "the acceptance suite needs pytest" in err
+    assert f"the acceptance suite needs {what}" in err
     assert "make setup-ci" in err and "requirements-ci.txt" in err
     assert not (tmp_path / "state").exists()
