@@ -82,7 +82,13 @@ def _misplaced_key(key: str, bare: str | None) -> list[str]:
     project's name, which is dockyard only in this checkout)."""
     namespace, _, name = key.partition(":")
     if bare is not None:
-        close = difflib.get_close_matches(bare, KNOWN_KEYS, n=1)
+        # Also the namespace written without its colon (`dockyardhosts`, `dockyard.hosts`).
+        names = [bare] + [
+            bare[len(NAMESPACE + sep) :]
+            for sep in ("", ".", "_", "-")
+            if bare.lower().startswith(NAMESPACE + sep) and len(bare) > len(NAMESPACE + sep)
+        ]
+        close = [m for n in names for m in difflib.get_close_matches(n, KNOWN_KEYS, n=1)][:1]
         if close:
             # `config.` in front: the message path `hosts` means dockyard:hosts (keypath.py).
             return [f"{CONFIG}.{key}: no namespace; write it as {NAMESPACE}:{close[0]}"]

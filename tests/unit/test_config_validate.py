@@ -193,3 +193,12 @@ def test_main_example_has_two_instances_one_allocated() -> None:
     assert first.props()["bridgeCidr"] == "172.22.147.1/24"
     assert first.allocated == frozenset()
     assert second.allocated == {"bridgeCidr", "fixedCidr", "poolBase", "poolSize"}
+
+
+@pytest.mark.parametrize("key", ["dockyardhosts", "dockyard.hosts", "Dockyard_hosts"])
+def test_the_namespace_without_its_colon_is_named(key: str) -> None:
+    """Found by the property test: `dockyardhosts` (the colon dropped) was only "hosts:
+    missing", without the line of the key that was meant."""
+    with pytest.raises(ConfigError) as caught:
+        validate_stack_config({key: []})
+    assert caught.value.errors[0] == f"config.{key}: no namespace; write it as dockyard:hosts"
