@@ -48,7 +48,7 @@ test-artifacts: venv-dev
 
 ## test-outside-budget: the tests kept out of `make test` for the suite's time budget (marker
 ## outside_budget, docs/testing.md): the team on S3 (SeaweedFS's build, about 10-30 min cold),
-## the documented plain-Pulumi path and the tunnel under real Docker clients on the QEMU host
+## the plain-Pulumi path, the tunnel under real clients, two stacks on one host, cloud hardening
 test-outside-budget: setup-dev pulumi-cli test-artifacts
 	scripts/seaweedfs.sh >/dev/null
 	.venv/bin/python -m pytest -m outside_budget

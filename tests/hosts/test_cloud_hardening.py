@@ -22,7 +22,8 @@ from dockyard_resources.vm import runner
 from tests.fixtures.vm import TestHost
 from tests.hosts.checks import Service, SshShell
 
-pytestmark = [pytest.mark.vm, pytest.mark.timeout(3600)]  # a VM slot may take a while
+# Not in `make test` (scripts/test.sh deselects the marker): `make test-outside-budget`.
+pytestmark = [pytest.mark.vm, pytest.mark.outside_budget, pytest.mark.timeout(3600)]
 
 HOST = "vm-1"
 # The stand-in metadata service (re-created after a reboot: nothing of it is persistent).
