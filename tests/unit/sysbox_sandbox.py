@@ -89,7 +89,8 @@ dy_installed() {
 }
 dy_installed
 apt-cache() { return 0; }
-sysctl() { :; }
+sysctl() { dy_log "sysctl $*"; }
+dpkg() { dy_locks dpkg; }  # installing a package is never how sysbox gets there
 ss() {  # the sockets named in DY_LISTENING listen
   local sock
   for sock in ${DY_LISTENING:-}; do echo "u_str LISTEN 0 4096 $sock 4711 * 0"; done

@@ -362,3 +362,118 @@ def test_an_instance_that_does_not_start_after_a_sysbox_restart_fails_the_update
     assert ran.code != 0
     assert "did not start again: dy2_docker.service" in ran.err, ran.err
     assert "dy1_docker.service" not in ran.err.split("did not start again:")[1].splitlines()[0]
+
+
+# --- what the install leaves on the host ----------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["download", "upload"])
+def test_an_artifact_that_does_not_match_its_sha256_is_never_installed(
+    box: Sandbox, mode: r.ArtifactsMode
+) -> None:
+    """The mirror (or the upload) delivers other bytes than the pinned sha256: the install
+    stops before unpacking anything, names both sums, and caches nothing of it."""
+    plan = box.artifacts.plan(
+        mode, docker_url="https://m.test/docker.tgz", sysbox_url="https://m.test/sysbox.deb"
+    )
+    wrong = box.artifacts.payload
+    if mode == "download":
+        box.serve("https://m.test/docker.tgz", wrong)
+        box.serve("https://m.test/sysbox.deb", box.artifacts.sysbox)
+    else:  # staged as the transport leaves an upload: root's, in root's staging directory
+        for artifact, source in ((plan.docker, wrong), (plan.sysbox, box.artifacts.sysbox)):
+            staged = box.path(r.upload_path(artifact.sha256))
+            staged.parent.mkdir(parents=True, exist_ok=True)
+            staged.parent.chmod(0o700)
+            staged.parent.parent.chmod(0o700)
+            staged.write_bytes(source.read_bytes())
+    ran = box.run(r.install_script(plan))
+    assert ran.code != 0, ran.text
+    assert "docker artifact: sha256 mismatch" in ran.err, ran.text
+    assert f"expected {plan.docker.sha256}, got {sha256(wrong)}" in ran.err, ran.text
+    assert set(box.installed(plan).values()) == {b""}
+    assert plan.docker.sha256 not in box.cache_entries()
+    cache = box.path(r.CACHE_DIR)
+    assert not [p.name for p in cache.iterdir() if p.name.endswith(".part")]
+
+
+def test_upload_mode_never_runs_curl_and_sysbox_is_unpacked_not_installed(box: Sandbox) -> None:
+    plan = box.artifacts.plan("upload")
+    ran = upload_and_install(box, plan)
+    assert ran.code == 0, ran.text
+    commands = {call.split(" host=")[0] for call in ran.locks()}
+    assert "curl" not in commands and "dpkg" not in commands, commands
+    assert "dpkg-deb" in commands and "tar" in commands, commands
+    assert genuine(box.installed(plan))
+
+
+def test_kernel_settings_are_written_and_applied_once(box: Sandbox) -> None:
+    plan = box.artifacts.plan("upload")
+    ran = upload_and_install(box, plan)
+    assert ran.code == 0, ran.text
+    assert box.path(r.SYSCTL_PATH).read_text() == r.render_sysctl()
+    applied = f"sysctl -e -q -p {box.path(r.SYSCTL_PATH)}"
+    assert applied in ran.calls, ran.calls
+    again = box.run(r.install_script(plan))
+    assert again.code == 0 and applied not in again.calls, again.calls
+
+
+def test_install_registers_its_owner_once(box: Sandbox) -> None:
+    """The owner file is what keeps another stack's remove (and pruning) off this layer."""
+    plan = box.artifacts.plan("upload", owner="dockyard/prod/box-sysbox")
+    ran = upload_and_install(box, plan)
+    assert ran.code == 0, ran.text
+    registered = box.path(r.owner_file(plan.owner))
+    assert registered.read_text() == "dockyard/prod/box-sysbox\n"
+    assert "owner dockyard/prod/box-sysbox registered" in ran.actions
+    again = box.run(r.install_script(plan))
+    assert again.code == 0 and again.actions == [], again.text
+
+
+def test_a_sysbox_user_and_one_subid_line_each(box: Sandbox) -> None:
+    """The user is made once; duplicate subid lines (which break container creation) are
+    cut to the first one, a missing one is added after the ranges in use."""
+    plan = box.artifacts.plan("upload")
+    subuid, subgid = box.path("/etc/subuid"), box.path("/etc/subgid")
+    subuid.write_text("alice:100000:65536\nsysbox:300000:65536\nsysbox:400000:65536\n")
+    subgid.write_text("alice:100000:65536\n")
+    ran = upload_and_install(box, plan)
+    assert ran.code == 0, ran.text
+    assert subuid.read_text() == "alice:100000:65536\nsysbox:300000:65536\n"
+    assert subgid.read_text() == "alice:100000:65536\nsysbox:165536:65536\n"
+    assert (box.work / "user-sysbox").exists()
+    useradd = [c for c in ran.locks() if c.startswith("useradd")]
+    assert useradd == ["useradd host=held artifacts=free"]
+
+
+# --- remove: the shared layer stays while anybody uses it -----------------------------------
+
+
+def test_remove_keeps_everything_while_instance_units_remain(box: Sandbox) -> None:
+    plan = box.artifacts.plan("upload")
+    assert upload_and_install(box, plan).code == 0
+    units = plant_instance_units(box, "dy1_")
+    ran = box.run(r.remove_script(plan.owner))
+    assert ran.code == 0, ran.text
+    assert f"{r.KEEP_PREFIX}{box.path(r.SYSTEMD_DIR)}/{units[0]}" in ran.out
+    assert genuine(box.installed(plan))
+    assert box.path(r.UNIT_PATH).exists() and (box.work / "user-sysbox").exists()
+    assert not any(c.startswith("userdel") for c in ran.calls)
+
+
+def test_remove_keeps_the_layer_another_sysbox_host_registered(box: Sandbox) -> None:
+    """Another stack's SysboxHost on the same host: this one unregisters, the layer stays."""
+    plan = box.artifacts.plan("upload")
+    assert upload_and_install(box, plan).code == 0
+    box.path(r.owner_file("dockyard/other/box-sysbox")).write_text("dockyard/other/box-sysbox\n")
+    ran = box.run(r.remove_script(plan.owner))
+    assert ran.code == 0, ran.text
+    assert f"{r.OWNERS_PREFIX}dockyard/other/box-sysbox" in ran.out.splitlines()
+    assert not box.path(r.owner_file(plan.owner)).exists()
+    assert genuine(box.installed(plan)) and box.path(r.UNIT_PATH).exists()
+    assert not any(c.startswith("userdel") for c in ran.calls)
+    # The last owner's remove takes everything.
+    last = box.run(r.remove_script("dockyard/other/box-sysbox"))
+    assert last.code == 0, last.text
+    assert not box.path(r.LIB_ROOT).exists() and not box.path(r.UNIT_PATH).exists()
+    assert "sysbox" not in box.path("/etc/subuid").read_text()
