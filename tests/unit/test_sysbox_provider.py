@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import dill
-import pulumi
 import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime import rpc
@@ -210,14 +209,6 @@ def test_provider_diff_fails_loudly_on_a_sysbox_upgrade_without_opt_in() -> None
     news["allowSysboxRestart"] = True
     result = SysboxHostProvider().diff("id", outputs(), news)
     assert result.changes is True and result.replaces == []
-
-
-@pytest.fixture
-def warnings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    said: list[str] = []
-    monkeypatch.setattr(pulumi.log, "warn", lambda msg, *_a, **_k: said.append(msg))
-    monkeypatch.setattr(pulumi.log, "info", lambda *_a, **_k: None)
-    return said
 
 
 @pytest.mark.parametrize(
