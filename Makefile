@@ -14,7 +14,7 @@ export DOCKYARD_CACHE ?= $(HOME)/.cache/dockyard
 export PULUMI_SKIP_UPDATE_CHECK := 1
 export PULUMI_DIY_BACKEND_NO_LEGACY_WARNING := 1
 
-.PHONY: up destroy preview test test-outside-budget bench lint typecheck validate setup setup-ci setup-dev system-deps system-deps-dev venv venv-ci venv-dev clean-venv pulumi-cli test-artifacts
+.PHONY: up destroy preview test test-outside-budget mutation bench lint typecheck validate setup setup-ci setup-dev system-deps system-deps-dev venv venv-ci venv-dev clean-venv pulumi-cli test-artifacts
 
 ## up: set everything up and deploy the `local` stack (a QEMU VM with two instances)
 up: setup
@@ -32,6 +32,15 @@ destroy: setup
 # The caches (CLI, VM image, test bed artifacts, DinD image) are built first, as steps.
 test: setup-dev lint typecheck pulumi-cli test-artifacts
 	time scripts/test.sh
+
+## mutation: mutmut over config/, render/, providers/ and hostops/ against the fast suite
+## (docs/testing.md, "Mutation score"); MUTANTS="dockyard_resources.config.networks*" narrows it.
+# mutants/ is the copy mutmut tests in: the scripts the tests run call .venv/bin/python.
+mutation: setup-dev
+	mkdir -p mutants
+	ln -sfn ../$(VENV) mutants/$(VENV)
+	nice -n 19 $(VENV)/bin/mutmut run $(MUTANTS)
+	$(VENV)/bin/mutmut results
 
 ## bench: the provisioning benchmark on a QEMU VM (figures, never a pass/fail on time);
 ## BENCH_ARGS passes options, e.g. BENCH_ARGS="--instances 1,3 --skip-engine"
