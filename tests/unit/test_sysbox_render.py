@@ -51,8 +51,23 @@ def test_remove_and_staging_take_their_locks_before_anything_else() -> None:
     # Which lock each install and remove step holds: test_sysbox_behaviour.py, run.
     remove = r.remove_script()
     assert remove.index(f"exec 9>{HOST_LOCK}") < remove.index(f"exec 7>{r.ARTIFACT_LOCK}")
+    assert "flock -w" in remove  # waits a bounded time, never forever
     assert remove.index("flock") < remove.index("action() {")
     assert f"exec 7>{r.ARTIFACT_LOCK}" in r.staging_script(("a" * 64,))
+
+
+def test_download_goes_through_a_temp_file_with_retries() -> None:
+    # The sandbox's curl stub ignores these flags: the run cannot show them.
+    script = r.install_script(plan("download"))
+    assert "curl -fsSL --retry 5" in script
+    assert '-o "$dest.part"' in script
+    assert 'mv -fT "$dest.part" "$dest"' in script
+    assert "https://example.test/docker-29.2.1.tgz" in script
+
+
+def test_the_sysbox_user_is_a_system_user_without_a_shell() -> None:
+    # The sandbox's useradd stub records only that it ran (test_sysbox_behaviour.py).
+    assert "useradd -r -s /bin/false" in r.install_script(plan())
 
 
 def test_read_only_scripts_do_not_take_the_lock() -> None:
