@@ -20,17 +20,25 @@ from dockyard_resources.providers.sysbox_host import SysboxHostProvider
 from dockyard_resources.render import facts
 from dockyard_resources.render import sysbox_host as r
 from dockyard_resources.transport import CommandFailed, Result
-from tests.unit.fake_runner import FINGERPRINT, HOST_KEY, FakeRunner, answer, connect
+from tests.unit.fake_runner import (
+    FINGERPRINT,
+    HOST_KEY,
+    FakeRunner,
+    answer,
+    connect,
+    sandbox_answer,
+)
 from tests.unit.sysbox_sandbox import LocalHost, Sandbox, binary, sha256, tgz
 from tests.unit.test_behaviour_guards import PREFIX, Host, make_root, unit
 from tests.unit.test_instance_guards import OTHER, OWNER
 from tests.unit.test_instance_render import PROPS
 from tests.unit.test_preflight import TRIXIE_VM
 from tests.unit.test_sysbox_behaviour import plant_instance_units
+from tests.unit.test_sysbox_provider import inputs
 
 # --- SysboxHost ----------------------------------------------------------------------------
 
-OWNER_A = "dockyard/prod/box-sysbox"
+OWNER_A = inputs()["owner"]
 OWNER_B = "dockyard/other/box-sysbox"
 
 
@@ -46,9 +54,7 @@ def sysbox_props(
         }
 
     return {
-        "connection": {"host": "10.0.0.5", "port": 22.0, "user": "root", "privateKey": "KEY"},
-        "hostName": "box",
-        "owner": OWNER_A,
+        **inputs(),
         "docker": spec("29.2.1", box.artifacts.docker),
         "sysbox": spec("0.6.7", sysbox_deb or box.artifacts.sysbox),
         "artifactsMode": "upload",
@@ -273,13 +279,9 @@ def instance_host(host: Host, *, active: bool = True) -> FakeRunner:
     """The scratch instance host: install, stop and remove run there, the start runs with
     systemctl recorded, the address list is empty."""
 
-    def in_host(script: str) -> Result:
-        ran = host.run(script)
-        return Result(ran.code, ran.out, "")
-
     runner = FakeRunner()
     for step in ("look for", "install instance", "stop ", "remove instance"):
-        runner.on(step, in_host)
+        runner.on(step, sandbox_answer(host.run))
     runner.on("list addresses", answer(stdout="[]"))
     runner.on("start ", activate_in_bash(active)).on("restart ", activate_in_bash(active))
     return runner
