@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The test part of `make test` (lint, types and caches ran before): every pytest group, one
-# after the other, the acceptance suite included (tests/engine/test_recipe_ci_locally.py runs
-# `ci` as docs/ci.md's Locally recipe prints it). pytest prints the wall time of each group;
-# this prints the total. (Running the VM groups side by side was measured slower per test by
-# about as much as it overlapped: docs/testing.md, "Time".)
+# after the other (the fast ones on two workers), the acceptance suite included
+# (tests/engine/test_recipe_ci_locally.py runs `ci` as docs/ci.md's Locally recipe prints it).
+# pytest prints the time of each group; this prints the total. (Running the VM groups side
+# by side was measured slower per test by about as much as it overlapped: docs/testing.md,
+# "Time".)
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 started=$SECONDS
@@ -28,7 +29,12 @@ status=0
 # suite's time budget, docs/testing.md); said here, not silently skipped.
 echo "not run here (marker outside_budget; make test-outside-budget):" \
   "$(grep -rl --include='*.py' 'pytest.mark.outside_budget' tests | sort | tr '\n' ' ')"
-.venv/bin/python -m pytest -m "not outside_budget" "$@" || status=$?
+# The fast tests (no VM: CPU-bound Python and bash) on both cores with pytest-xdist; the VM
+# and engine tests after them in one process: their VMs already keep both cores busy.
+.venv/bin/python -m pytest -n 2 -m "not outside_budget" tests/unit tests/program tests/transport \
+  "$@" || status=$?
+.venv/bin/python -m pytest -m "not outside_budget" tests/vm tests/hosts tests/engine "$@" ||
+  status=$?
 
 echo "tests total: $(minutes $((SECONDS - started)))"
 exit "$status"

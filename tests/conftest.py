@@ -38,7 +38,11 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not _GROUP_SECONDS:
         return
-    terminalreporter.section("wall time per test group")
+    workers = getattr(terminalreporter.config.option, "numprocesses", None)
+    if workers:  # pytest-xdist: the groups' tests ran side by side
+        terminalreporter.section(f"test time per group, summed over {workers} workers")
+    else:
+        terminalreporter.section("wall time per test group")
     for group, seconds in _GROUP_SECONDS.items():
         terminalreporter.write_line(f"{group:12s} {seconds / 60:6.1f} min")
     total = time.monotonic() - _STARTED

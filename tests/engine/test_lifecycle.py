@@ -1,12 +1,16 @@
-"""The real Dockyard program through the real Pulumi engine, on a QEMU VM it boots itself.
+"""The real Dockyard program through the real Pulumi engine, on a QEMU machine.
 
-One stack (one qemu host, the test bed's artifacts uploaded) is carried through the whole life
-cycle in file order: each test is one step and needs the steps before it. When a
+One stack (one `existing` host, the test bed's artifacts uploaded) is carried through the
+whole life cycle in file order: each test is one step and needs the steps before it. When a
 step fails, the later ones are skipped with that reason, and the module fixture always
-destroys the stack and removes the VM (registered before the stack exists).
+destroys the stack and ends the machine.
 
-The acceptance suite (tests/acceptance) runs once in `make test`, through `ci` on the testbed
-stack as docs/ci.md's "Locally" recipe prints it (tests/engine/test_recipe_ci_locally.py).
+The machine is a clone of the template on which this stack's SysboxHost (`engine-1-sysbox`,
+hence the fixed stack name, part of its owner) is installed already: the first `up` converges
+it in seconds. Booting a `qemu` host, uploading and installing Docker and sysbox through the
+engine, and destroying that VM are what the `ci` run of docs/ci.md's "Locally" recipe does
+(tests/engine/test_recipe_ci_locally.py, with the acceptance suite in between); the install
+itself is tested in tests/hosts/test_sysbox_host.py.
 
 How the pending create left by a killed `pulumi up` is handled:
 `pulumi refresh --clear-pending-creates`, one of the two ways Pulumi documents (the other is
@@ -17,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import subprocess
 import time
@@ -35,24 +38,21 @@ from dockyard_resources.provisioning import local_vm_name
 from dockyard_resources.transport import close_all
 from dockyard_resources.vm import runner
 from tests.engine.dockyard_stack import DockyardStack, Run, copy_project
+from tests.engine.existing_host import host_config, set_login_key, stack_host
 from tests.engine.vm_host import VmHost
 from tests.fixtures.pulumi_cli import TEST_PASSPHRASE, PulumiCli, unique_stack_name
-from tests.fixtures.vm import test_suite, vm_slot
+from tests.fixtures.sysbox_template import sysbox_host_props, sysbox_layer
+from tests.fixtures.vm import TestHost, booted_vm, test_suite
 from tests.hosts.checks import Group, IptablesRules, Service, dockyard_traces
 from tools.testbed.artifacts import TestbedArtifacts
 
 pytestmark = [pytest.mark.engine, pytest.mark.vm]
 
-# As the testbed stack (stacks/Pulumi.testbed.yaml): the acceptance suite's Docker-in-Docker
-# checks need the room.
-VM_MEMORY_MB = 3072
-VM_CPUS = 2
-VM_DISK_GB = 12
 MEMBER = "engalice"
 HOST_NAME = "engine-1"
-# The stack name carries the pytest pid: VMs of killed runs are found by it (`<stack>-<host>`).
-STACK_PREFIX = "lifecycle"
-_LEFTOVER_VM = re.compile(rf"^{STACK_PREFIX}-(\d+)-[0-9a-f]+-")
+RENAMED = "engine-2"
+# The module's backend is its own (pulumi_backend): a fixed name cannot meet another stack.
+STACK_NAME = "lifecycle"
 
 
 def instance_config(n: int, members: list[str] | None = None) -> dict[str, Any]:
@@ -67,38 +67,19 @@ class Lifecycle:
     """The shared stack and what the steps learned about it."""
 
     stack: DockyardStack
-    host_name: str
+    machine: TestHost
     artifacts: TestbedArtifacts
+    host_name: str = HOST_NAME
     instances: list[dict[str, Any]] = field(default_factory=list)
     failed_step: str | None = None
-    vm_outputs: dict[str, Any] = field(default_factory=dict)
-
-    def host_config(self) -> dict[str, Any]:
-        def artifact(version: str, path: Path) -> dict[str, str]:
-            return {"version": version, "url": str(path), "sha256File": f"{path}.sha256"}
-
-        return {
-            "name": self.host_name,
-            "provision": {
-                "kind": "qemu",
-                "memoryMb": VM_MEMORY_MB,
-                "cpus": VM_CPUS,
-                "diskGb": VM_DISK_GB,
-                "suite": test_suite(),
-            },
-            "docker": artifact("29.2.1", self.artifacts.docker.path),
-            "sysbox": artifact("0.6.7", self.artifacts.sysbox.path),
-            "artifacts": "upload",
-            "instances": self.instances,
-        }
 
     def set_instances(self, instances: list[dict[str, Any]]) -> None:
         self.instances = instances
-        self.stack.set_hosts([self.host_config()])
+        self.set_host(self.host_name)
 
-    @property
-    def vm_dir(self) -> Path:
-        return vms_dir() / local_vm_name(self.stack.name, self.host_name)
+    def set_host(self, name: str) -> None:
+        """The machine under the name `name` in the stack file, with the current instances."""
+        self.stack.set_hosts([host_config(name, self.machine, self.artifacts, self.instances)])
 
     def resource_name(self, prefix: str) -> str:
         return f"{self.host_name}-{prefix}"
@@ -108,11 +89,7 @@ class Lifecycle:
 
     @property
     def vm(self) -> VmHost:
-        if not self.vm_outputs:
-            self.vm_outputs = self.stack.resource(f"{self.host_name}-vm", show_secrets=True)[
-                "outputs"
-            ]
-        return VmHost.from_outputs(self.vm_outputs)
+        return VmHost.of(self.machine)
 
     def sysbox_outputs(self) -> dict[str, Any]:
         outputs: dict[str, Any] = self.stack.resource(f"{self.host_name}-sysbox")["outputs"]
@@ -131,51 +108,36 @@ class Lifecycle:
         return self.vm.out(f"{docker} -H {docker_host} info --format '{{{{.Name}}}} {{{{.ID}}}}'")
 
 
-def _stack_name() -> str:
-    return unique_stack_name(f"{STACK_PREFIX}-{os.getpid()}")
-
-
-def _reap_leftover_vms() -> None:
-    """Remove VMs of lifecycle runs that were killed before their teardown (pid gone)."""
-    if not vms_dir().is_dir():
-        return
-    for vm_dir in vms_dir().iterdir():
-        match = _LEFTOVER_VM.match(vm_dir.name)
-        if match and not Path(f"/proc/{match.group(1)}").exists():
-            runner.Vm(vm_dir).destroy()
-
-
-def _destroy_everything(state: Lifecycle) -> None:
-    """Teardown: destroy through the engine, then make sure the VM is gone whatever happened."""
-    stack = state.stack
-    try:
-        if stack.config_file.exists():
-            stack.destroy(check=False)
-            stack.pulumi("stack", "rm", "--yes", "--force", check=False)
-    finally:
-        close_all()
-        runner.vm_for(state.vm_dir.name).destroy()
+@pytest.fixture(scope="module")
+def machine(testbed_artifacts: TestbedArtifacts) -> Iterator[TestHost]:
+    props = sysbox_host_props(
+        testbed_artifacts.docker,
+        testbed_artifacts.sysbox,
+        owner=f"dockyard/{STACK_NAME}/{HOST_NAME}-sysbox",
+        host_name=HOST_NAME,
+    )
+    with booted_vm(layer=sysbox_layer(props)) as booted:
+        yield booted
 
 
 @pytest.fixture(scope="module")
 def lifecycle(
     pulumi_backend: PulumiCli,
+    machine: TestHost,
     testbed_artifacts: TestbedArtifacts,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Lifecycle]:
-    _reap_leftover_vms()
-    # The VM counts against the machine-wide limit of two test VMs.
-    with vm_slot():
-        work = copy_project(tmp_path_factory.mktemp("engine-lifecycle") / "project")
-        state = Lifecycle(
-            DockyardStack(pulumi_backend, work, _stack_name()), HOST_NAME, testbed_artifacts
-        )
-        try:
-            state.stack.init()
-            state.set_instances([instance_config(n) for n in (1, 2, 3)])
-            yield state
-        finally:
-            _destroy_everything(state)
+    work = copy_project(tmp_path_factory.mktemp("engine-lifecycle") / "project")
+    state = Lifecycle(DockyardStack(pulumi_backend, work, STACK_NAME), machine, testbed_artifacts)
+    try:
+        state.stack.init()
+        set_login_key(state.stack, machine)
+        state.set_instances([instance_config(n) for n in (1, 2, 3)])
+        yield state
+    finally:
+        state.stack.destroy(check=False)
+        state.stack.pulumi("stack", "rm", "--yes", "--force", check=False)
+        close_all()
 
 
 @pytest.fixture
@@ -251,14 +213,34 @@ def test_bad_config_fails_at_preview_and_touches_no_host(
         stack.pulumi("stack", "rm", "--yes", "--force", check=False)
 
 
+def test_preview_of_a_qemu_host_plans_its_vm_and_prepares_nothing(
+    pulumi_backend: PulumiCli, testbed_artifacts: TestbedArtifacts, tmp_path: Path
+) -> None:
+    """The stack below runs on an existing machine; a `qemu` host's preview is checked here
+    (its `up` and `destroy` are the Locally recipe's `ci` run)."""
+    stack = DockyardStack(
+        pulumi_backend, copy_project(tmp_path / "project"), unique_stack_name("qemupreview")
+    )
+    stack.init()
+    try:
+        provision = {"kind": "qemu", "suite": test_suite()}
+        stack.set_hosts([stack_host(HOST_NAME, provision, testbed_artifacts)])
+        preview = stack.preview()
+        # Stack, Host component, LocalVm, SysboxHost and the instance.
+        assert preview.change_summary == {"create": 5}, preview.change_summary
+        assert any(":LocalVm::" in urn for urn in preview.urns("create")), preview.urns("create")
+        assert not (vms_dir() / local_vm_name(stack.name, HOST_NAME)).exists()
+    finally:
+        stack.pulumi("stack", "rm", "--yes", "--force", check=False)
+
+
 # --- 1. preview, then up with one host and three instances -----------------------------------
 
 
 def test_preview_then_up_creates_the_host_and_three_instances(step: Lifecycle) -> None:
     preview = step.stack.preview()
-    # Stack, Host component, LocalVm, SysboxHost and three instances.
-    assert preview.change_summary == {"create": 7}, preview.change_summary
-    assert not step.vm_dir.exists(), "preview must not prepare the VM"
+    # Stack, Host component, SysboxHost and three instances.
+    assert preview.change_summary == {"create": 6}, preview.change_summary
     # Networks the stack file leaves out are the host's to choose, at create: no input.
     planned = _preview_inputs(preview, step.resource_name("dy2_"))
     assert [key for key in ("bridgeCidr", "poolBase", "poolSize") if planned.get(key)] == [], (
@@ -266,7 +248,7 @@ def test_preview_then_up_creates_the_host_and_three_instances(step: Lifecycle) -
     )
 
     up = step.stack.up()
-    assert up.change_summary == {"create": 7}, up.describe()
+    assert up.change_summary == {"create": 6}, up.describe()
     # The host chose them, first fit, one claim after the other (in any order: the three
     # creates run in parallel).
     chosen = {p: step.instance_outputs(p)["networks"] for p in ("dy1_", "dy2_", "dy3_")}
@@ -277,8 +259,9 @@ def test_preview_then_up_creates_the_host_and_three_instances(step: Lifecycle) -
     }, chosen
 
     host = step.stack.outputs()["hosts"][step.host_name]
-    assert host["provision"] == "qemu"
+    assert host["provision"] == "existing"
     assert host["address"] == runner.SSH_HOST
+    assert host["port"] == step.machine.port
     assert host["user"] == runner.ROOT_USER
     assert host["dockerVersion"] == "29.2.1"
     assert host["sysboxVersion"] == "0.6.7"
@@ -315,7 +298,7 @@ def _preview_inputs(preview: Run, name: str) -> dict[str, Any]:
 def test_state_holds_no_private_key_or_passphrase_in_clear(
     step: Lifecycle, pulumi_backend: PulumiCli
 ) -> None:
-    private_key = step.vm.private_key
+    private_key = step.machine.vm.private_key
     key_lines = [line for line in private_key.splitlines() if line and not line.startswith("-----")]
     assert key_lines, "the VM's private key should be readable with --show-secrets"
     # The plain export really shows what is searched for (else the search proves nothing).
@@ -559,14 +542,52 @@ def test_removing_the_first_instance_changes_no_other_instance(step: Lifecycle) 
     step.stack.preview("--expect-no-changes")
 
 
+# --- 11. a host renamed in the stack file (same machine) --------------------------------------
+# Before owner markers, the new resources adopted the running instances and the old ones then
+# deleted them: `up` succeeded and the machine was left with nothing.
+
+
+def test_renaming_the_host_is_refused_and_everything_keeps_running(step: Lifecycle) -> None:
+    sh = step.vm.shell
+    kept = [f"dy{n}_" for n in (2, 3, 4, 5)]
+    engine_id = sh.out("/dy2/bin/docker info --format '{{.ID}}'")
+
+    step.set_host(RENAMED)
+    renamed = step.stack.up(check=False)
+    assert renamed.returncode != 0, renamed.describe()
+    # The renamed host's resources are created first: each instance create is refused,
+    # naming the owner it would take over, and the run stops before any delete.
+    owners = {p: f"dockyard/{step.stack.name}/{HOST_NAME}-{p}" for p in kept}
+    said = renamed.diagnostics()
+    refusals = [p for p in kept if f"instance {p} on this host belongs to {owners[p]}" in said]
+    assert refusals, renamed.describe()
+    # An expected refusal reads as Dockyard's message, not as a Python traceback.
+    assert "Traceback" not in renamed.diagnostics(), renamed.describe()
+    assert renamed.steps("delete") == [], "the refused run must stop before any delete"
+    # The same daemons kept running, with their data and owners.
+    for prefix in kept:
+        assert Service.of(sh, f"{prefix}docker.service").active, prefix
+        marker = sh.out(f"cat /{prefix.rstrip('_')}/.dockyard-instance").splitlines()[0]
+        assert marker == f"owner={owners[prefix]}", marker
+    assert sh.out("/dy2/bin/docker info --format '{{.ID}}'") == engine_id
+
+    # Renaming back converges without touching an instance.
+    step.set_host(HOST_NAME)
+    back = step.stack.up()
+    assert "update" not in back.change_summary, back.describe()
+    assert not [u for u in back.urns("create") + back.urns("delete") if "-dy" in u], back.describe()
+    assert sh.out("/dy2/bin/docker info --format '{{.ID}}'") == engine_id
+    step.stack.preview("--expect-no-changes")
+
+
 # --- 7. destroy: the host keeps nothing of Dockyard, a second destroy is a no-op --------------
 
 
 def test_destroy_leaves_nothing_on_the_host(step: Lifecycle) -> None:
-    # dy1_ was removed by the step before; it is checked for traces again all the same.
+    # dy1_ was removed by an earlier step; it is checked for traces again all the same.
     prefixes = [f"dy{n}_" for n in (2, 3, 4, 5)]
     vm = step.vm
-    # First everything Dockyard put on the VM, so the VM is still there to be inspected.
+    # First everything Dockyard put on the machine, with --target as a user would.
     targets = [step.urn("sysbox"), *(step.urn(p) for p in prefixes)]
     partial = step.stack.destroy(*(arg for urn in targets for arg in ("--target", urn)))
     assert partial.change_summary == {"delete": 5}, partial.describe()
@@ -576,19 +597,9 @@ def test_destroy_leaves_nothing_on_the_host(step: Lifecycle) -> None:
     assert vm.ok(f"id -u {MEMBER}"), "members are only taken out of the group"
 
     full = step.stack.destroy()
-    # VM, Host, stack
-    assert full.change_summary == {"delete": 3}, full.describe()
-    assert not step.vm_dir.exists()
-    assert not Path(vm.overlay_path).exists()
-    assert not _is_qemu(vm.pid)
+    # Host component, stack
+    assert full.change_summary == {"delete": 2}, full.describe()
 
     again = step.stack.destroy()
     assert again.change_summary == {}, again.describe()
     assert step.stack.resources() == []
-
-
-def _is_qemu(pid: int) -> bool:
-    try:
-        return b"qemu" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except FileNotFoundError:
-        return False

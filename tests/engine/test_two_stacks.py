@@ -25,7 +25,7 @@ import pytest
 from dockyard_resources.render.layout import NETWORK_CLAIMS_DIR, STATE_DIR
 from dockyard_resources.transport import close_all, session
 from tests.engine.dockyard_stack import DockyardStack, Run, copy_project
-from tests.engine.test_host_rename import host_config
+from tests.engine.existing_host import host_config, set_login_key
 from tests.fixtures.pulumi_cli import PulumiCli, unique_stack_name
 from tests.fixtures.vm import TestHost, booted_vm
 from tests.hosts.checks import SshShell, dockyard_traces
@@ -75,18 +75,9 @@ def stacks(
             stack = DockyardStack(pulumi_backend, work, unique_stack_name(f"team-{team}"))
             stack.init()
             made[team] = stack
-            pulumi_backend.run(
-                "config",
-                "set",
-                "--secret",
-                "dockyard:sshPrivateKey",
-                "--stack",
-                stack.name,
-                cwd=work,
-                input_text=machine.vm.private_key,  # read from stdin: never on a command line
-            )
-            config = host_config(HOST, machine, testbed_artifacts)
-            stack.set_hosts([{**config, "instances": [{"prefix": prefix, "root": root}]}])
+            set_login_key(stack, machine)
+            instances = [{"prefix": prefix, "root": root}]
+            stack.set_hosts([host_config(HOST, machine, testbed_artifacts, instances)])
         yield made
     finally:
         for stack in made.values():

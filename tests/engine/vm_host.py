@@ -1,6 +1,7 @@
-"""The stack's QEMU VM seen from the tests: SSH as the sudo user, sshd logins, Dockyard traces.
+"""The stack's QEMU machine seen from the tests: SSH as the sudo user, sshd logins, Dockyard
+traces.
 
-The engine logs in as root (LocalVm's `user` output); the tests log in as the VM's sudo user
+The engine logs in as root (the stack file's `user`); the tests log in as the VM's sudo user
 `dockyard` with the same key. So counting sshd's "Accepted publickey for root" lines counts
 exactly the connections Pulumi's providers opened, never the tests' own.
 """
@@ -9,10 +10,9 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
-from typing import Any
 
-from dockyard_resources.transport import SshTarget
 from dockyard_resources.vm import runner
+from tests.fixtures.vm import TestHost
 from tests.hosts.checks import SshShell, dockyard_traces
 
 ENGINE_LOGIN = f"Accepted publickey for {runner.ROOT_USER} "
@@ -20,31 +20,13 @@ ENGINE_LOGIN = f"Accepted publickey for {runner.ROOT_USER} "
 
 @dataclass(frozen=True)
 class VmHost:
-    """SSH to the stack's VM, built from the LocalVm resource's outputs in the state."""
+    """SSH to the stack's machine as its sudo user."""
 
     shell: SshShell
-    private_key: str
-    pid: int
-    overlay_path: str
 
     @classmethod
-    def from_outputs(cls, outputs: dict[str, Any]) -> VmHost:
-        target = SshTarget(
-            host=str(outputs["host"]),
-            port=int(outputs["port"]),
-            user=runner.SUDO_USER,
-            private_key=str(outputs["privateKey"]),
-            host_key=str(outputs["hostKey"]),
-            use_agent=False,
-            look_for_keys=False,
-            connect_deadline=120.0,
-        )
-        return cls(
-            SshShell(target),
-            str(outputs["privateKey"]),
-            int(outputs["pid"]),
-            str(outputs["overlayPath"]),
-        )
+    def of(cls, machine: TestHost) -> VmHost:
+        return cls(SshShell(machine.sudo_target))
 
     def out(self, script: str) -> str:
         return self.shell.out(script)
