@@ -29,12 +29,17 @@ status=0
 # suite's time budget, docs/testing.md); said here, not silently skipped.
 echo "not run here (marker outside_budget; make test-outside-budget):" \
   "$(grep -rl --include='*.py' 'pytest.mark.outside_budget' tests | sort | tr '\n' ' ')"
-# The fast tests (no VM: CPU-bound Python and bash) on both cores with pytest-xdist; the VM
-# and engine tests after them in one process: their VMs already keep both cores busy.
-.venv/bin/python -m pytest -n 2 -m "not outside_budget" tests/unit tests/program tests/transport \
-  "$@" || status=$?
-.venv/bin/python -m pytest -m "not outside_budget" tests/vm tests/hosts tests/engine "$@" ||
-  status=$?
+if [ $# -gt 0 ]; then
+  # Arguments (paths, -k, ...) choose the tests: one pytest run with them.
+  .venv/bin/python -m pytest -m "not outside_budget" "$@" || status=$?
+else
+  # The fast tests (no VM: CPU-bound Python and bash) on both cores with pytest-xdist; the VM
+  # and engine tests after them in one process: their VMs already keep both cores busy.
+  .venv/bin/python -m pytest -n 2 -m "not outside_budget" tests/unit tests/program \
+    tests/transport || status=$?
+  .venv/bin/python -m pytest -m "not outside_budget" tests/vm tests/hosts tests/engine ||
+    status=$?
+fi
 
 echo "tests total: $(minutes $((SECONDS - started)))"
 exit "$status"

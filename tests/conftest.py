@@ -1,7 +1,7 @@
-"""Fixture modules shared by every test package (each starts what it needs), and the wall time
-of each test group (unit, program, transport, vm, hosts, engine, and acceptance: the tests
+"""Fixture modules shared by every test package (each starts what it needs), and the time of
+each test group (unit, program, transport, vm, hosts, engine, and acceptance: the tests
 marked `acceptance`, whose run holds the acceptance suite: docs/ci.md's Locally recipe) printed
-at the end."""
+at the end: wall time, or under pytest-xdist the sum over the workers."""
 
 from __future__ import annotations
 

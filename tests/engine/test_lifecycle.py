@@ -46,7 +46,8 @@ from tests.fixtures.vm import TestHost, booted_vm, test_suite
 from tests.hosts.checks import Group, IptablesRules, Service, dockyard_traces
 from tools.testbed.artifacts import TestbedArtifacts
 
-pytestmark = [pytest.mark.engine, pytest.mark.vm]
+# The first step may build the layered template (minutes under TCG, more under load).
+pytestmark = [pytest.mark.engine, pytest.mark.vm, pytest.mark.timeout(3600)]
 
 MEMBER = "engalice"
 HOST_NAME = "engine-1"
@@ -564,6 +565,8 @@ def test_renaming_the_host_is_refused_and_everything_keeps_running(step: Lifecyc
     # An expected refusal reads as Dockyard's message, not as a Python traceback.
     assert "Traceback" not in renamed.diagnostics(), renamed.describe()
     assert renamed.steps("delete") == [], "the refused run must stop before any delete"
+    # The renamed host's SysboxHost was made: a second owner of the shared layer.
+    assert f"{RENAMED}-sysbox" in [u.rsplit("::", 1)[1] for u in renamed.urns("create")]
     # The same daemons kept running, with their data and owners.
     for prefix in kept:
         assert Service.of(sh, f"{prefix}docker.service").active, prefix
@@ -575,7 +578,11 @@ def test_renaming_the_host_is_refused_and_everything_keeps_running(step: Lifecyc
     step.set_host(HOST_NAME)
     back = step.stack.up()
     assert "update" not in back.change_summary, back.describe()
-    assert not [u for u in back.urns("create") + back.urns("delete") if "-dy" in u], back.describe()
+    # Only what the refused run made goes: the renamed host and its SysboxHost (whose delete
+    # keeps the layer the instances use); no instance is created or deleted.
+    deleted = sorted(u.rsplit("::", 1)[1] for u in back.urns("delete"))
+    assert deleted == [RENAMED, f"{RENAMED}-sysbox"], back.describe()
+    assert back.urns("create") == [], back.describe()
     assert sh.out("/dy2/bin/docker info --format '{{.ID}}'") == engine_id
     step.stack.preview("--expect-no-changes")
 
