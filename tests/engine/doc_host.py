@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from dockyard_resources.operate.deployed import unwrap_secrets
-from dockyard_resources.vm import runner
+from tests.engine.existing_host import host_config
 from tests.fixtures.vm import TestHost
 from tests.hosts.checks import SshShell, dockyard_traces
 from tools.testbed.artifacts import TestbedArtifacts
@@ -36,25 +36,7 @@ def edit_for_test_host(stack_file: Path, host: TestHost, artifacts: TestbedArtif
     first = {k: v for k, v in template["instances"][0].items() if k != "members"}
     assert (first["prefix"], first["root"]) == (PREFIX, ROOT), first
 
-    def artifact(version: str, path: Path) -> dict[str, str]:
-        return {"version": version, "url": str(path), "sha256File": f"{path}.sha256"}
-
-    document["config"]["dockyard:hosts"] = [
-        {
-            "name": HOST,
-            "provision": {
-                "kind": "existing",
-                "address": runner.SSH_HOST,
-                "port": host.port,
-                "user": runner.ROOT_USER,
-                "hostKey": host.host_key,
-            },
-            "docker": artifact("29.2.1", artifacts.docker.path),
-            "sysbox": artifact("0.6.7", artifacts.sysbox.path),
-            "artifacts": "upload",
-            "instances": [first],
-        }
-    ]
+    document["config"]["dockyard:hosts"] = [host_config(HOST, host, artifacts, [first])]
     stack_file.write_text(yaml.safe_dump(document, sort_keys=False))
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from dockyard_resources.paths import vms_dir
+from tests.fixtures.vm import qemu_pids_using
 from tests.userpaths.bash import run_bash
 from tests.userpaths.fresh_clone import REPO_ROOT, clone, new_machine_env
 
@@ -56,17 +57,4 @@ def test_the_locally_recipe_runs_as_printed(tmp_path: Path) -> None:
     stack = re.search(r"\] stack (ci-\S+) from ", output)
     assert stack, output[:3000]
     assert not list(vms_dir().glob(f"{stack.group(1)}-*")), sorted(vms_dir().iterdir())
-    assert not qemu_processes_named(f"dockyard-{stack.group(1)}-")
-
-
-def qemu_processes_named(prefix: str) -> list[int]:
-    """pids of QEMU processes whose `-name` starts with `prefix`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
-        except OSError:
-            continue
-        if argv and b"qemu" in argv[0] and any(a.startswith(prefix.encode()) for a in argv):
-            found.append(int(entry.name))
-    return found
+    assert not qemu_pids_using(vms_dir() / f"{stack.group(1)}-")

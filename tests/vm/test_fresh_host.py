@@ -3,33 +3,16 @@ tests/vm/test_snapshot.py on a clone, and with the real binaries by the acceptan
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from dockyard_resources.transport import session
 from dockyard_resources.vm import runner
-from tests.fixtures.vm import TestHost
+from tests.fixtures.vm import TestHost, qemu_pids_using
 from tools.standins.build import DOCKER_LAYOUT, Standins
 
 pytestmark = pytest.mark.vm
 
 STANDIN_DIR = "/opt/standin-test"
-
-
-def qemu_pids_using(path: Path) -> list[int]:
-    """Every qemu process on this machine whose command line names `path`."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"qemu-system" in cmdline and str(path).encode() in cmdline:
-            found.append(int(proc.name))
-    return found
 
 
 def test_standins_run_on_the_vm_then_it_stops_cleanly(
